@@ -1,0 +1,46 @@
+package stream
+
+import "context"
+
+// Log is the per-workspace event log that the SSE stream and the polling
+// endpoint both read. Memory and redisstream.Log implement it and pass the
+// conformance suite in streamtest.
+//
+// All methods are safe for concurrent use.
+type Log interface {
+	// Append stores e at the end of the log of e.WorkspaceID and returns it
+	// with its ID set. Appends to one workspace are totally ordered: ids of
+	// one epoch grow by exactly one. Append blocks until the event is
+	// durable in the log (for Redis: acknowledged by the server). e must not
+	// be modified afterwards.
+	Append(ctx context.Context, e *Event) (*Event, error)
+
+	// Read returns up to limit events of workspace that follow the cursor
+	// after, in log order, and the log's head. The zero cursor means "from
+	// the oldest retained event". Read does not wait for new events.
+	//
+	// A cursor the log can no longer continue from (older epoch, trimmed,
+	// ahead of the head) yields an *ExpiredError, which matches
+	// ErrCursorExpired and names the head. A cursor that is exactly the
+	// last trimmed event is not expired: nothing after it was lost.
+	Read(ctx context.Context, workspace string, after ID, limit int) (Page, error)
+
+	// Head returns the id of the newest event of workspace, or seq 0 of the
+	// current epoch when it has none. Reading after Head yields only events
+	// appended later.
+	Head(ctx context.Context, workspace string) (ID, error)
+
+	// Subscribe registers for the events of workspace that match f, as this
+	// node learns of them, in log order. It never blocks and never fails;
+	// the caller must Close the subscription. Events appended before
+	// Subscribe returns may or may not be delivered, so a reader subscribes
+	// first, then reads the log, then drops delivered ids it has already
+	// seen. size bounds the queue (see Subscription).
+	Subscribe(workspace string, f Filter, size int) *Subscription
+
+	// Ping reports whether the log can serve reads and appends now.
+	Ping(ctx context.Context) error
+
+	// Close stops the log. Open subscriptions are closed with ErrClosed.
+	Close() error
+}

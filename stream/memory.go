@@ -1,0 +1,192 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var _ Log = (*Memory)(nil)
+
+// DefaultRetention is the number of events a workspace log keeps when a
+// config leaves it zero.
+const DefaultRetention = 10000
+
+// DefaultReadLimit is the page size of a Read whose limit is not positive.
+const DefaultReadLimit = 100
+
+// MemoryConfig configures Memory.
+type MemoryConfig struct {
+	// Retention is how many events each workspace keeps; zero means
+	// DefaultRetention.
+	Retention int
+}
+
+// Memory is the embedded Log: every workspace log lives in this process and
+// dies with it. A new Memory starts a new epoch, so cursors from a previous
+// process are reported expired rather than silently continued.
+type Memory struct {
+	retention int
+	epoch     uint64
+	hub       *Hub
+
+	mu     sync.Mutex // guards logs and closed, and orders appends with hub fan-out
+	logs   map[string]*memLog
+	closed bool
+}
+
+type memLog struct {
+	seq    uint64   // seq of the newest event
+	events []*Event // retained events, oldest first
+}
+
+// NewMemory returns an empty embedded log.
+func NewMemory(cfg MemoryConfig) *Memory {
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(), logs: make(map[string]*memLog)}
+}
+
+var lastEpoch atomic.Uint64
+
+// NewEpoch returns an epoch for a new log life: the current time in
+// microseconds, strictly greater than any epoch this process handed out
+// before, so two logs created in the same microsecond still differ.
+func NewEpoch() uint64 {
+	for {
+		prev := lastEpoch.Load()
+		e := max(uint64(time.Now().UnixMicro()), prev+1)
+		if lastEpoch.CompareAndSwap(prev, e) {
+			return e
+		}
+	}
+}
+
+// Epoch returns the epoch of this log.
+func (m *Memory) Epoch() uint64 { return m.epoch }
+
+// Append implements Log.
+func (m *Memory) Append(ctx context.Context, e *Event) (*Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := e.Body(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	l := m.logs[e.WorkspaceID]
+	if l == nil {
+		l = &memLog{}
+		m.logs[e.WorkspaceID] = l
+	}
+	l.seq++
+	e.ID = ID{Epoch: m.epoch, Seq: l.seq}
+	l.events = append(l.events, e)
+	if n := len(l.events); n > m.retention {
+		// Trim in steps of a quarter of the retention so that the copy is
+		// amortised over many appends, and drop references to what goes.
+		if n >= m.retention+m.retention/4+1 {
+			kept := make([]*Event, m.retention, m.retention+m.retention/4+1)
+			copy(kept, l.events[n-m.retention:])
+			l.events = kept
+		}
+	}
+	// Fan-out under m.mu keeps hub order equal to log order; it never blocks.
+	m.hub.Publish(e)
+	return e, nil
+}
+
+// retained returns the events kept for reading: the newest retention ones.
+func (m *Memory) retained(l *memLog) []*Event {
+	if len(l.events) > m.retention {
+		return l.events[len(l.events)-m.retention:]
+	}
+	return l.events
+}
+
+// Read implements Log.
+func (m *Memory) Read(ctx context.Context, workspace string, after ID, limit int) (Page, error) {
+	if err := ctx.Err(); err != nil {
+		return Page{}, err
+	}
+	if limit <= 0 {
+		limit = DefaultReadLimit
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Page{}, ErrClosed
+	}
+	var (
+		head   = ID{Epoch: m.epoch}
+		events []*Event
+	)
+	if l := m.logs[workspace]; l != nil {
+		head.Seq = l.seq
+		events = m.retained(l)
+	}
+	first := head.Seq + 1
+	if len(events) > 0 {
+		first = events[0].ID.Seq
+	}
+	if !Continuous(after, m.epoch, head.Seq, first) {
+		return Page{}, &ExpiredError{Cursor: after, Head: head}
+	}
+	start := 0
+	if !after.IsZero() {
+		start = int(after.Seq + 1 - first)
+	}
+	end := min(start+limit, len(events))
+	page := Page{Head: head, Events: make([]*Event, 0, end-start)}
+	page.Events = append(page.Events, events[start:end]...)
+	return page, nil
+}
+
+// Head implements Log.
+func (m *Memory) Head(ctx context.Context, workspace string) (ID, error) {
+	if err := ctx.Err(); err != nil {
+		return ID{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ID{}, ErrClosed
+	}
+	head := ID{Epoch: m.epoch}
+	if l := m.logs[workspace]; l != nil {
+		head.Seq = l.seq
+	}
+	return head, nil
+}
+
+// Subscribe implements Log.
+func (m *Memory) Subscribe(workspace string, f Filter, size int) *Subscription {
+	return m.hub.Subscribe(workspace, f, size)
+}
+
+// Ping implements Log.
+func (m *Memory) Ping(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("ping memory log: %w", ErrClosed)
+	}
+	return nil
+}
+
+// Close implements Log.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.logs = nil
+	m.mu.Unlock()
+	m.hub.Close()
+	return nil
+}

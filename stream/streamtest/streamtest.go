@@ -1,0 +1,523 @@
+// Package streamtest is the conformance suite every stream.Log
+// implementation runs: stream.Memory in stream's tests, redisstream.Log
+// against a real redis-server in its own. It is test support, not a public
+// API.
+package streamtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// Features declares the real differences between implementations.
+type Features struct {
+	// ExactRetention: the log keeps exactly Retention events. Redis trims
+	// with MAXLEN ~, which keeps at least that many.
+	ExactRetention bool
+}
+
+// Harness builds logs for the suite.
+type Harness struct {
+	Features Features
+	// New returns a fresh, empty log keeping retention events per
+	// workspace. The harness closes it in t.Cleanup.
+	New func(t *testing.T, retention int) stream.Log
+	// LoseHistory makes the store behind l forget everything, the way a
+	// restart of the embedded log, a FLUSHALL or a Redis restart without
+	// persistence does, and returns the log to use from then on (which may
+	// be l itself).
+	LoseHistory func(t *testing.T, l stream.Log) stream.Log
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"AppendAssignsContiguousIDs", testAppendIDs},
+		{"RoundTripEnvelope", testRoundTrip},
+		{"ReadAfterCursor", testReadAfter},
+		{"EmptyWorkspace", testEmptyWorkspace},
+		{"WorkspaceIsolation", testIsolation},
+		{"RetentionAndExpiry", testRetention},
+		{"CursorAheadOrOtherEpoch", testForeignCursor},
+		{"LostHistory", testLostHistory},
+		{"SubscribeFilters", testSubscribeFilters},
+		{"SlowSubscriberDropped", testSlowSubscriber},
+		{"ConcurrentAppends", testConcurrentAppends},
+		{"TailExactlyOnceUnderConcurrency", testTailConcurrent},
+		{"TailResetsOnLostHistory", testTailReset},
+		{"CloseEndsSubscriptions", testClose},
+		{"CancelledContext", testCancelled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+}
+
+// Ev builds a valid event for workspace ws.
+func Ev(ws, typ string, n int) *stream.Event {
+	return &stream.Event{
+		Type: typ, WorkspaceID: ws, CorrelationID: fmt.Sprintf("c-%d", n),
+		Timestamp: time.Date(2026, 11, 26, 0, 0, 0, n, time.UTC),
+		Data:      json.RawMessage(fmt.Sprintf(`{"id":"x-%d","n":%d}`, n, n)),
+	}
+}
+
+func appendN(t *testing.T, l stream.Log, ws string, n int) []*stream.Event {
+	t.Helper()
+	out := make([]*stream.Event, 0, n)
+	for i := range n {
+		e, err := l.Append(t.Context(), Ev(ws, "chat.message", i))
+		if err != nil {
+			t.Fatalf("Append(%s, #%d): %v", ws, i, err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func ids(es []*stream.Event) []string {
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.ID.String())
+	}
+	return out
+}
+
+// readAll pages through ws after cursor until a short page.
+func readAll(t *testing.T, l stream.Log, ws string, after stream.ID, limit int) []*stream.Event {
+	t.Helper()
+	var out []*stream.Event
+	for {
+		p, err := l.Read(t.Context(), ws, after, limit)
+		if err != nil {
+			t.Fatalf("Read(%s, %s, %d): %v", ws, after, limit, err)
+		}
+		out = append(out, p.Events...)
+		after = p.Last(after)
+		if len(p.Events) < limit {
+			return out
+		}
+	}
+}
+
+func testAppendIDs(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	es := appendN(t, l, "ws1", 5)
+	for i, e := range es {
+		if e.ID.Epoch != es[0].ID.Epoch || e.ID.Seq != uint64(i+1) {
+			t.Fatalf("event %d has id %s (epoch %d seq %d); want epoch %d seq %d", i, e.ID, e.ID.Epoch, e.ID.Seq, es[0].ID.Epoch, i+1)
+		}
+	}
+	head, err := l.Head(t.Context(), "ws1")
+	if err != nil || head != es[4].ID {
+		t.Fatalf("Head = %s, %v; want %s", head, err, es[4].ID)
+	}
+}
+
+func testRoundTrip(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	in := &stream.Event{
+		Type: "notification.new", WorkspaceID: "ws1", TargetUserID: "u1", CorrelationID: "corr-1",
+		Source: "billing", Timestamp: time.Date(2026, 11, 26, 1, 2, 3, 4000, time.UTC),
+		Data: json.RawMessage(`{"id":"n1","text":"héllo \u2028 \"q\""}`),
+	}
+	got, err := l.Append(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Read(t.Context(), "ws1", stream.ID{}, 10)
+	if err != nil || len(p.Events) != 1 {
+		t.Fatalf("Read = %d events, %v; want 1", len(p.Events), err)
+	}
+	if string(p.Events[0].JSON()) != string(got.JSON()) {
+		t.Fatalf("read back\n%s\nwant\n%s", p.Events[0].JSON(), got.JSON())
+	}
+	var env map[string]any
+	if err := json.Unmarshal(p.Events[0].JSON(), &env); err != nil {
+		t.Fatalf("envelope is not JSON: %v: %s", err, p.Events[0].JSON())
+	}
+	want := map[string]any{
+		"id": got.ID.String(), "type": "notification.new", "workspaceId": "ws1", "targetUserId": "u1",
+		"correlationId": "corr-1", "source": "billing", "timestamp": "2026-11-26T01:02:03.000004Z",
+		"data": map[string]any{"id": "n1", "text": "héllo \u2028 \"q\""},
+	}
+	if d := cmp.Diff(want, env); d != "" {
+		t.Fatalf("envelope (-want +got):\n%s", d)
+	}
+}
+
+func testReadAfter(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	es := appendN(t, l, "ws1", 10)
+	for _, limit := range []int{1, 3, 10, 50} {
+		if d := cmp.Diff(ids(es), ids(readAll(t, l, "ws1", stream.ID{}, limit))); d != "" {
+			t.Errorf("read all with limit %d (-want +got):\n%s", limit, d)
+		}
+	}
+	for i := range es {
+		p, err := l.Read(t.Context(), "ws1", es[i].ID, 100)
+		if err != nil {
+			t.Fatalf("Read after %s: %v", es[i].ID, err)
+		}
+		if d := cmp.Diff(ids(es[i+1:]), ids(p.Events)); d != "" {
+			t.Errorf("Read after %s (-want +got):\n%s", es[i].ID, d)
+		}
+		if p.Head != es[9].ID {
+			t.Errorf("Read after %s: head %s, want %s", es[i].ID, p.Head, es[9].ID)
+		}
+	}
+}
+
+func testEmptyWorkspace(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	head, err := l.Head(t.Context(), "empty")
+	if err != nil || head.Seq != 0 || head.Epoch == 0 {
+		t.Fatalf("Head(empty) = %+v, %v; want seq 0 of a real epoch", head, err)
+	}
+	for _, after := range []stream.ID{{}, head} {
+		p, err := l.Read(t.Context(), "empty", after, 10)
+		if err != nil || len(p.Events) != 0 || p.Head != head {
+			t.Fatalf("Read(empty, %s) = %d events, head %s, %v; want none, head %s", after, len(p.Events), p.Head, err, head)
+		}
+	}
+	e, err := l.Append(t.Context(), Ev("empty", "chat.message", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Read(t.Context(), "empty", head, 10)
+	if err != nil || len(p.Events) != 1 || p.Events[0].ID != e.ID {
+		t.Fatalf("Read after the empty head = %v, %v; want [%s]", ids(p.Events), err, e.ID)
+	}
+}
+
+func testIsolation(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	a := appendN(t, l, "wsA", 3)
+	b := appendN(t, l, "wsB", 2)
+	if got := readAll(t, l, "wsA", stream.ID{}, 10); len(got) != 3 || got[2].ID != a[2].ID {
+		t.Errorf("wsA holds %v; want %v", ids(got), ids(a))
+	}
+	if got := readAll(t, l, "wsB", stream.ID{}, 10); len(got) != 2 || got[1].ID != b[1].ID {
+		t.Errorf("wsB holds %v; want %v", ids(got), ids(b))
+	}
+}
+
+func testRetention(t *testing.T, h Harness) {
+	const retention = 10
+	l := h.New(t, retention)
+	es := appendN(t, l, "ws1", 400)
+	kept := readAll(t, l, "ws1", stream.ID{}, 1000)
+	if h.Features.ExactRetention && len(kept) != retention {
+		t.Fatalf("kept %d events; want exactly %d", len(kept), retention)
+	}
+	if len(kept) < retention || len(kept) >= len(es) {
+		t.Fatalf("kept %d of %d events; want at least %d and fewer than all", len(kept), len(es), retention)
+	}
+	first := kept[0].ID
+	if kept[len(kept)-1].ID != es[len(es)-1].ID {
+		t.Fatalf("newest kept %s; want %s", kept[len(kept)-1].ID, es[len(es)-1].ID)
+	}
+	// The cursor of the last trimmed event lost nothing.
+	lastTrimmed := stream.ID{Epoch: first.Epoch, Seq: first.Seq - 1}
+	p, err := l.Read(t.Context(), "ws1", lastTrimmed, 1000)
+	if err != nil || len(p.Events) != len(kept) {
+		t.Fatalf("Read after the last trimmed event %s = %d events, %v; want %d", lastTrimmed, len(p.Events), err, len(kept))
+	}
+	// One before it lost an event.
+	lost := stream.ID{Epoch: first.Epoch, Seq: first.Seq - 2}
+	_, err = l.Read(t.Context(), "ws1", lost, 1000)
+	var exp *stream.ExpiredError
+	if !errors.As(err, &exp) || !errors.Is(err, stream.ErrCursorExpired) {
+		t.Fatalf("Read after trimmed %s: %v; want an ExpiredError", lost, err)
+	}
+	if exp.Head != es[len(es)-1].ID {
+		t.Fatalf("expired head %s; want %s", exp.Head, es[len(es)-1].ID)
+	}
+}
+
+func testForeignCursor(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	es := appendN(t, l, "ws1", 3)
+	head := es[2].ID
+	for _, c := range []stream.ID{
+		{Epoch: head.Epoch, Seq: head.Seq + 1},
+		{Epoch: head.Epoch + 1, Seq: 1},
+		{Epoch: head.Epoch - 1, Seq: 2},
+	} {
+		_, err := l.Read(t.Context(), "ws1", c, 10)
+		var exp *stream.ExpiredError
+		if !errors.As(err, &exp) || exp.Head != head {
+			t.Errorf("Read after %s: %v; want expired with head %s", c, err, head)
+		}
+	}
+}
+
+func testLostHistory(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	es := appendN(t, l, "ws1", 3)
+	l = h.LoseHistory(t, l)
+	// The workspace is quiet after the loss: the old cursor must still be
+	// recognised as lost, not as "nothing new".
+	_, err := l.Read(t.Context(), "ws1", es[2].ID, 10)
+	var exp *stream.ExpiredError
+	if !errors.As(err, &exp) {
+		t.Fatalf("Read after %s once history was lost: %v; want expired", es[2].ID, err)
+	}
+	if exp.Head.Epoch == es[2].ID.Epoch {
+		t.Fatalf("new head %s has the old epoch", exp.Head)
+	}
+	// New events get new-epoch ids; the old cursor stays expired even
+	// though its seq is now behind the head.
+	again := appendN(t, l, "ws1", 5)
+	if again[0].ID.Epoch == es[0].ID.Epoch || again[0].ID.Seq != 1 {
+		t.Fatalf("first id after the loss %s; want seq 1 of a new epoch", again[0].ID)
+	}
+	if _, err := l.Read(t.Context(), "ws1", es[1].ID, 10); !errors.Is(err, stream.ErrCursorExpired) {
+		t.Fatalf("Read after old %s: %v; want expired", es[1].ID, err)
+	}
+	p, err := l.Read(t.Context(), "ws1", exp.Head, 10)
+	if err != nil || len(p.Events) != 5 {
+		t.Fatalf("Read after the reset head %s = %v, %v; want the 5 new events", exp.Head, ids(p.Events), err)
+	}
+}
+
+// recv waits for the next delivery; a generous bound only keeps a broken
+// implementation from hanging the run.
+func recv(t *testing.T, s *stream.Subscription) (stream.Delivery, bool) {
+	t.Helper()
+	select {
+	case d, ok := <-s.C():
+		return d, ok
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery within 10s")
+		return stream.Delivery{}, false
+	}
+}
+
+func testSubscribeFilters(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	types, err := stream.ParseTypes("approval.*,chat.message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := l.Subscribe("ws1", stream.Filter{Types: types, UserID: "u1"}, 16)
+	defer sub.Close()
+	all := l.Subscribe("ws1", stream.Filter{UserID: "u2"}, 16)
+	defer all.Close()
+	post := func(e *stream.Event) *stream.Event {
+		got, err := l.Append(t.Context(), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	a := post(Ev("ws1", "approval.created", 1))
+	post(Ev("ws2", "approval.created", 2)) // other workspace
+	post(Ev("ws1", "agent.status.changed", 3))
+	n := Ev("ws1", "chat.message", 4)
+	n.TargetUserID = "u2"
+	n2 := post(n) // targeted at someone else
+	c := post(Ev("ws1", "chat.message", 5))
+	var got []string
+	for len(got) < 2 {
+		d, ok := recv(t, sub)
+		if !ok {
+			t.Fatalf("subscription closed: %v", sub.Err())
+		}
+		if d.Event != nil {
+			got = append(got, d.Event.ID.String())
+		}
+	}
+	if d := cmp.Diff([]string{a.ID.String(), c.ID.String()}, got); d != "" {
+		t.Fatalf("filtered deliveries (-want +got):\n%s", d)
+	}
+	var gotAll []string
+	for len(gotAll) < 4 {
+		d, ok := recv(t, all)
+		if !ok {
+			t.Fatalf("subscription closed: %v", all.Err())
+		}
+		if d.Event != nil {
+			gotAll = append(gotAll, d.Event.Type)
+		}
+	}
+	if d := cmp.Diff([]string{"approval.created", "agent.status.changed", "chat.message", "chat.message"}, gotAll); d != "" {
+		t.Fatalf("u2 deliveries (-want +got):\n%s", d)
+	}
+	_ = n2
+}
+
+func testSlowSubscriber(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	sub := l.Subscribe("ws1", stream.Filter{}, 2)
+	defer sub.Close()
+	appendN(t, l, "ws1", 5)
+	for {
+		_, ok := recv(t, sub)
+		if !ok {
+			break
+		}
+	}
+	if !errors.Is(sub.Err(), stream.ErrSlowSubscriber) {
+		t.Fatalf("Err() = %v; want ErrSlowSubscriber", sub.Err())
+	}
+}
+
+func testConcurrentAppends(t *testing.T, h Harness) {
+	l := h.New(t, 10000)
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := l.Append(t.Context(), Ev("ws1", "chat.message", w*1000+i)); err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	all := readAll(t, l, "ws1", stream.ID{}, 77)
+	if len(all) != writers*each {
+		t.Fatalf("read %d events; want %d", len(all), writers*each)
+	}
+	for i, e := range all {
+		if e.ID.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d; want %d", i, e.ID.Seq, i+1)
+		}
+	}
+}
+
+// follow drains a tail until it has seen want events or an error.
+func follow(ctx context.Context, tail *stream.Tail, want int) ([]*stream.Event, int, error) {
+	var got []*stream.Event
+	resets := 0
+	for len(got) < want {
+		b, err := tail.Next(ctx)
+		if err != nil {
+			return got, resets, err
+		}
+		if b.Reset {
+			resets++
+		}
+		got = append(got, b.Events...)
+	}
+	return got, resets, nil
+}
+
+func testTailConcurrent(t *testing.T, h Harness) {
+	l := h.New(t, 100000)
+	const total, readers = 600, 6
+	pre := appendN(t, l, "ws1", 50)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	results := make([][]*stream.Event, readers)
+	errs := make([]error, readers)
+	start := make(chan struct{})
+	for r := range readers {
+		wg.Go(func() {
+			<-start
+			// Readers join at different points: from the oldest, from a
+			// cursor in the middle, and small queues to force overflow
+			// during catch-up.
+			after := stream.ID{}
+			if r%2 == 1 {
+				after = pre[r*5].ID
+			}
+			tail := stream.NewTail(l, "ws1", after, false, stream.TailConfig{Page: 7 + r, Queue: 2 + r})
+			defer tail.Close()
+			want := 50 + total
+			if r%2 == 1 {
+				want -= r*5 + 1
+			}
+			results[r], _, errs[r] = follow(ctx, tail, want)
+		})
+	}
+	close(start)
+	for i := range total {
+		if _, err := l.Append(ctx, Ev("ws1", "chat.message", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for r := range readers {
+		if errs[r] != nil && !errors.Is(errs[r], stream.ErrSlowSubscriber) {
+			t.Errorf("reader %d: %v", r, errs[r])
+			continue
+		}
+		first := uint64(1)
+		if r%2 == 1 {
+			first = pre[r*5].ID.Seq + 1
+		}
+		for i, e := range results[r] {
+			if e.ID.Seq != first+uint64(i) {
+				t.Errorf("reader %d: event %d is %s; want seq %d (exactly once, in order)", r, i, e.ID, first+uint64(i))
+				break
+			}
+		}
+	}
+}
+
+func testTailReset(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	es := appendN(t, l, "ws1", 3)
+	l = h.LoseHistory(t, l)
+	tail := stream.NewTail(l, "ws1", es[2].ID, false, stream.TailConfig{})
+	defer tail.Close()
+	b, err := tail.Next(t.Context())
+	if err != nil || !b.Reset || b.Position.Epoch == es[2].ID.Epoch {
+		t.Fatalf("first batch after lost history = %+v, %v; want a reset to a new epoch", b, err)
+	}
+	fresh := appendN(t, l, "ws1", 2)
+	got, resets, err := follow(t.Context(), tail, 2)
+	if err != nil || resets != 0 || len(got) != 2 || got[0].ID != fresh[0].ID || got[1].ID != fresh[1].ID {
+		t.Fatalf("after reset got %v (%d resets), %v; want %v", ids(got), resets, err, ids(fresh))
+	}
+}
+
+func testClose(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	sub := l.Subscribe("ws1", stream.Filter{}, 4)
+	defer sub.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := recv(t, sub); ok {
+		t.Fatal("delivery after Close")
+	}
+	if !errors.Is(sub.Err(), stream.ErrClosed) {
+		t.Fatalf("Err() = %v; want ErrClosed", sub.Err())
+	}
+	if _, err := l.Append(t.Context(), Ev("ws1", "chat.message", 1)); err == nil {
+		t.Fatal("Append after Close succeeded")
+	}
+}
+
+func testCancelled(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := l.Append(ctx, Ev("ws1", "chat.message", 1)); err == nil {
+		t.Error("Append with a cancelled context succeeded")
+	}
+	if _, err := l.Read(ctx, "ws1", stream.ID{}, 1); err == nil {
+		t.Error("Read with a cancelled context succeeded")
+	}
+	if p, err := l.Read(t.Context(), "ws1", stream.ID{}, 10); err != nil || len(p.Events) != 0 {
+		t.Errorf("log after cancelled append holds %d events, %v; want none", len(p.Events), err)
+	}
+}

@@ -1,0 +1,209 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// DefaultTailPage is how many events a Tail reads from the log per call
+// while catching up.
+const DefaultTailPage = 256
+
+// DefaultQueue is the subscription queue a Tail uses when none is given.
+const DefaultQueue = 256
+
+// Batch is what Tail.Next returns: the next events a reader must deliver.
+type Batch struct {
+	// Reset reports that the reader's position could not be continued
+	// (history trimmed or lost): it must tell its client to refetch state.
+	// Position is then the head the log continues from.
+	Reset bool
+	// Events are the events that pass the filter, in log order, each after
+	// the previous batch's Position.
+	Events []*Event
+	// Position is the id up to which the log has been handled, filtered-out
+	// events included. It is at least the id of the last event.
+	Position ID
+}
+
+// Tail follows one workspace log from a cursor: it catches up from the log,
+// then switches to the node's live deliveries, and delivers every event
+// after the cursor exactly once and in log order. Whenever the live feed may
+// have a hole (a resync marker, a new epoch) it goes back to the log.
+//
+// A Tail is used by one goroutine. Close it when done.
+type Tail struct {
+	log    Log
+	ws     string
+	filter Filter
+	page   int
+	queue  int
+
+	last      ID   // handled up to here
+	fromHead  bool // no cursor: start at the head
+	started   bool
+	caughtUp  bool // the last log read came back short: deliveries are now live
+	sub       *Subscription
+	err       error // ends the tail at the next call
+}
+
+// TailConfig configures a Tail. Zero values are defaults.
+type TailConfig struct {
+	// Filter selects the events delivered.
+	Filter Filter
+	// Page is the read size while catching up (DefaultTailPage).
+	Page int
+	// Queue bounds the live queue (DefaultQueue). Falling further behind
+	// than this once caught up ends the tail with ErrSlowSubscriber.
+	Queue int
+}
+
+// NewTail follows workspace from the cursor after (the zero ID: from the
+// oldest retained event), or from the head when fromHead is set.
+func NewTail(log Log, workspace string, after ID, fromHead bool, cfg TailConfig) *Tail {
+	if cfg.Page <= 0 {
+		cfg.Page = DefaultTailPage
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultQueue
+	}
+	return &Tail{log: log, ws: workspace, filter: cfg.Filter, page: cfg.Page, queue: cfg.Queue, last: after, fromHead: fromHead}
+}
+
+// Position returns the id up to which events have been handed out.
+func (t *Tail) Position() ID { return t.last }
+
+// Next returns the next batch. The first call subscribes and reads the log
+// without waiting, and may return an empty batch: once it has returned,
+// nothing appended afterwards can be missed. Later calls block until there
+// is something to deliver or ctx is done.
+//
+// Errors: ctx's error; ErrSlowSubscriber when the reader fell behind its
+// queue while live; ErrClosed when the log closed; any other error is the
+// log's (wrapping ErrUnavailable for a store failure).
+func (t *Tail) Next(ctx context.Context) (Batch, error) {
+	if t.err != nil {
+		return Batch{}, t.err
+	}
+	if !t.started {
+		t.started = true
+		t.subscribe()
+		if t.fromHead {
+			head, err := t.log.Head(ctx, t.ws)
+			if err != nil {
+				return Batch{}, err
+			}
+			t.last = head
+			t.caughtUp = true
+			return Batch{Position: t.last}, nil
+		}
+		return t.read(ctx)
+	}
+	for {
+		if !t.caughtUp {
+			prev := t.last
+			b, err := t.read(ctx)
+			if err != nil || b.Reset || len(b.Events) > 0 || b.Position != prev {
+				return b, err
+			}
+			continue // nothing new: the read came back empty, so go live
+		}
+		b, again, err := t.live(ctx)
+		if err != nil || !again {
+			return b, err
+		}
+	}
+}
+
+func (t *Tail) subscribe() {
+	t.sub = t.log.Subscribe(t.ws, t.filter, t.queue)
+}
+
+// read reads one page after t.last.
+func (t *Tail) read(ctx context.Context) (Batch, error) {
+	p, err := t.log.Read(ctx, t.ws, t.last, t.page)
+	var exp *ExpiredError
+	if errors.As(err, &exp) {
+		t.last = exp.Head
+		t.caughtUp = false // read again from the head: events may follow it
+		return Batch{Reset: true, Position: exp.Head}, nil
+	}
+	if err != nil {
+		return Batch{}, fmt.Errorf("tail %s after %s: %w", t.ws, t.last, err)
+	}
+	b := Batch{Events: make([]*Event, 0, len(p.Events))}
+	for _, e := range p.Events {
+		if t.filter.Match(e) {
+			b.Events = append(b.Events, e)
+		}
+	}
+	t.last = p.Last(t.last)
+	if t.last.IsZero() {
+		// "From the oldest" on a log with nothing retained: the head is
+		// where the next event will follow.
+		t.last = p.Head
+	}
+	b.Position = t.last
+	t.caughtUp = len(p.Events) < t.page
+	if t.caughtUp && errors.Is(t.sub.Err(), ErrSlowSubscriber) {
+		// The queue overflowed while we were reading the log, which is
+		// not the reader's fault: subscribe again and read once more.
+		t.sub.Close()
+		t.subscribe()
+		t.caughtUp = false
+	}
+	return b, nil
+}
+
+// live waits for the next deliveries. again reports that nothing was
+// deliverable and Next should go round again.
+func (t *Tail) live(ctx context.Context) (b Batch, again bool, err error) {
+	var d Delivery
+	var ok bool
+	select {
+	case <-ctx.Done():
+		return Batch{}, false, ctx.Err()
+	case d, ok = <-t.sub.C():
+	}
+	for {
+		if !ok {
+			reason := t.sub.Err()
+			if reason == nil { // closed by us; cannot happen while in use
+				reason = ErrClosed
+			}
+			if len(b.Events) > 0 {
+				// Deliver what arrived before the close; the next call
+				// reports it.
+				t.err = reason
+				return b, false, nil
+			}
+			return b, false, reason
+		}
+		switch e := d.Event; {
+		case d.Resync || e.ID.Epoch != t.last.Epoch:
+			// The feed may have a hole here: deliver what we have, then
+			// read the log from where we are.
+			t.caughtUp = false
+			return b, len(b.Events) == 0, nil
+		case e.ID.Seq > t.last.Seq:
+			b.Events = append(b.Events, e)
+			t.last = e.ID
+			b.Position = e.ID
+		}
+		// Coalesce whatever else is already queued into this batch.
+		select {
+		case d, ok = <-t.sub.C():
+			continue
+		default:
+		}
+		return b, len(b.Events) == 0, nil
+	}
+}
+
+// Close releases the subscription.
+func (t *Tail) Close() {
+	if t.sub != nil {
+		t.sub.Close()
+	}
+}
