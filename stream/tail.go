@@ -40,12 +40,12 @@ type Tail struct {
 	page   int
 	queue  int
 
-	last      ID   // handled up to here
-	fromHead  bool // no cursor: start at the head
-	started   bool
-	caughtUp  bool // the last log read came back short: deliveries are now live
-	sub       *Subscription
-	err       error // ends the tail at the next call
+	last     ID   // handled up to here
+	fromHead bool // no cursor: start at the head
+	started  bool
+	caughtUp bool // the last log read came back short: deliveries are now live
+	sub      *Subscription
+	err      error // ends the tail at the next call
 }
 
 // TailConfig configures a Tail. Zero values are defaults.

@@ -1,0 +1,365 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/realtime-dev/realtime/stream"
+)
+
+var _ stream.Log = (*Log)(nil)
+
+// Config configures a Log. Zero values are defaults.
+type Config struct {
+	// URL is a redis:// or rediss:// URL (see redis.ParseURL).
+	URL string
+	// Prefix starts every key and the notification channel ("rt").
+	Prefix string
+	// Retention is the approximate number of events kept per workspace
+	// (stream.DefaultRetention); Redis keeps at least that many.
+	Retention int
+	// Logger receives the notification reader's warnings.
+	Logger *slog.Logger
+}
+
+// Log is a stream.Log on Redis Streams.
+type Log struct {
+	rdb       *redis.Client
+	prefix    string
+	channel   string
+	retention string
+	hub       *stream.Hub
+	logger    *slog.Logger
+
+	feedUp atomic.Bool // the notification subscription is live
+	cancel context.CancelFunc
+	ps     *redis.PubSub
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New connects to Redis, checks that it answers, and starts the
+// notification reader. Close stops it.
+func New(ctx context.Context, cfg Config) (*Log, error) {
+	opt, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	// A retried append whose reply was lost would append twice: retries
+	// are the caller's decision.
+	opt.MaxRetries = -1
+	if cfg.Prefix == "" {
+		cfg.Prefix = "rt"
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = stream.DefaultRetention
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{
+		rdb: redis.NewClient(opt), prefix: cfg.Prefix, channel: cfg.Prefix + ":events",
+		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(), logger: cfg.Logger,
+	}
+	if err := l.rdb.Ping(ctx).Err(); err != nil {
+		l.rdb.Close()
+		return nil, fmt.Errorf("ping redis at %s: %w", opt.Addr, err)
+	}
+	feedCtx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	l.ps = l.rdb.Subscribe(feedCtx)
+	if err := l.ps.Subscribe(ctx, l.channel); err != nil {
+		cancel()
+		l.ps.Close()
+		l.rdb.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", l.channel, err)
+	}
+	l.wg.Add(1)
+	// The feed reader exits when Close cancels feedCtx and closes l.ps.
+	go func() {
+		defer l.wg.Done()
+		l.feed(feedCtx)
+	}()
+	return l, nil
+}
+
+func (l *Log) streamKey(ws string) string { return l.prefix + ":{" + ws + "}:s" }
+func (l *Log) metaKey(ws string) string   { return l.prefix + ":{" + ws + "}:m" }
+
+// ensureEpoch is the prologue of every script: it returns the workspace's
+// epoch, starting a new one when the history's witness is gone.
+const ensureEpoch = `
+local e = redis.call('HGET', KEYS[2], 'e')
+if e and tonumber(redis.call('HGET', KEYS[2], 's') or '0') > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+  e = false
+end
+if not e then
+  local t = redis.call('TIME')
+  e = t[1] .. string.sub('000000' .. t[2], -6)
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', e, 's', 0)
+end
+`
+
+// appendScript: KEYS stream, meta; ARGV body, maxlen, channel.
+var appendScript = redis.NewScript(ensureEpoch + `
+local seq = redis.call('HINCRBY', KEYS[2], 's', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'b', ARGV[1])
+redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
+return {e, seq}
+`)
+
+// readScript: KEYS stream, meta; ARGV cursor epoch ("" for the zero
+// cursor), cursor seq, limit (0: head only). Returns {epoch, head seq,
+// first retained seq or head+1, entries}. Whether the cursor continues is
+// decided in Go by stream.Continuous; the script only skips the range read
+// when it is certainly pointless.
+var readScript = redis.NewScript(ensureEpoch + `
+local s = tonumber(redis.call('HGET', KEYS[2], 's'))
+local limit = tonumber(ARGV[3])
+if limit == 0 then return {e, s, 0, {}} end
+local first = s + 1
+local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #f > 0 then first = tonumber(string.match(f[1][1], '^%d+')) end
+local entries = {}
+if ARGV[1] == '' then
+  entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', limit)
+elseif ARGV[1] == e and tonumber(ARGV[2]) <= s then
+  entries = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', limit)
+end
+return {e, s, first, entries}
+`)
+
+func unavailable(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, stream.ErrUnavailable, err)
+}
+
+// Append implements stream.Log.
+func (l *Log) Append(ctx context.Context, e *stream.Event) (*stream.Event, error) {
+	if l.closed.Load() {
+		return nil, stream.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	body, err := e.Body()
+	if err != nil {
+		return nil, err
+	}
+	ws := e.WorkspaceID
+	res, err := appendScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws)}, body, l.retention, l.channel).Slice()
+	if err != nil {
+		return nil, unavailable("append to "+ws, err)
+	}
+	if len(res) != 2 {
+		return nil, fmt.Errorf("append to %s: unexpected reply %v", ws, res)
+	}
+	epoch, err1 := parseEpoch(res[0])
+	seq, ok := res[1].(int64)
+	if err1 != nil || !ok || seq <= 0 {
+		return nil, fmt.Errorf("append to %s: unexpected reply %v", ws, res)
+	}
+	e.ID = stream.ID{Epoch: epoch, Seq: uint64(seq)}
+	return e, nil
+}
+
+func parseEpoch(v any) (uint64, error) {
+	s, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("epoch %v is not a string", v)
+	}
+	e, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || e == 0 {
+		return 0, fmt.Errorf("bad epoch %q", s)
+	}
+	return e, nil
+}
+
+// read runs readScript and decodes what it returns.
+func (l *Log) read(ctx context.Context, ws string, after stream.ID, limit int) (epoch, head, first uint64, events []*stream.Event, err error) {
+	cursorEpoch := ""
+	if !after.IsZero() {
+		cursorEpoch = strconv.FormatUint(after.Epoch, 10)
+	}
+	res, err := readScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws)},
+		cursorEpoch, strconv.FormatUint(after.Seq, 10), limit).Slice()
+	if err != nil {
+		return 0, 0, 0, nil, unavailable("read "+ws, err)
+	}
+	bad := func() error { return fmt.Errorf("read %s: unexpected reply %.200v", ws, res) }
+	if len(res) != 4 {
+		return 0, 0, 0, nil, bad()
+	}
+	epoch, err = parseEpoch(res[0])
+	h, ok1 := res[1].(int64)
+	f, ok2 := res[2].(int64)
+	entries, ok3 := res[3].([]any)
+	if err != nil || !ok1 || !ok2 || !ok3 || h < 0 || f < 0 {
+		return 0, 0, 0, nil, bad()
+	}
+	events = make([]*stream.Event, 0, len(entries))
+	for _, x := range entries {
+		ent, ok := x.([]any)
+		if !ok || len(ent) != 2 {
+			return 0, 0, 0, nil, bad()
+		}
+		rid, _ := ent[0].(string)
+		fields, _ := ent[1].([]any)
+		seqStr, _, _ := strings.Cut(rid, "-")
+		seq, err := strconv.ParseUint(seqStr, 10, 64)
+		if err != nil || len(fields) != 2 {
+			return 0, 0, 0, nil, bad()
+		}
+		body, _ := fields[1].(string)
+		e, err := stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(body))
+		if err != nil {
+			return 0, 0, 0, nil, fmt.Errorf("read %s: %w", ws, err)
+		}
+		events = append(events, e)
+	}
+	return epoch, uint64(h), uint64(f), events, nil
+}
+
+// Read implements stream.Log.
+func (l *Log) Read(ctx context.Context, workspace string, after stream.ID, limit int) (stream.Page, error) {
+	if l.closed.Load() {
+		return stream.Page{}, stream.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return stream.Page{}, err
+	}
+	if limit <= 0 {
+		limit = stream.DefaultReadLimit
+	}
+	epoch, head, first, events, err := l.read(ctx, workspace, after, limit)
+	if err != nil {
+		return stream.Page{}, err
+	}
+	headID := stream.ID{Epoch: epoch, Seq: head}
+	if !stream.Continuous(after, epoch, head, first) {
+		return stream.Page{}, &stream.ExpiredError{Cursor: after, Head: headID}
+	}
+	return stream.Page{Events: events, Head: headID}, nil
+}
+
+// Head implements stream.Log.
+func (l *Log) Head(ctx context.Context, workspace string) (stream.ID, error) {
+	if l.closed.Load() {
+		return stream.ID{}, stream.ErrClosed
+	}
+	epoch, head, _, _, err := l.read(ctx, workspace, stream.ID{}, 0)
+	if err != nil {
+		return stream.ID{}, err
+	}
+	return stream.ID{Epoch: epoch, Seq: head}, nil
+}
+
+// Subscribe implements stream.Log.
+func (l *Log) Subscribe(workspace string, f stream.Filter, size int) *stream.Subscription {
+	return l.hub.Subscribe(workspace, f, size)
+}
+
+// Ping implements stream.Log: Redis answers and the notification feed is
+// subscribed.
+func (l *Log) Ping(ctx context.Context) error {
+	if l.closed.Load() {
+		return stream.ErrClosed
+	}
+	if err := l.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable("ping redis", err)
+	}
+	if !l.feedUp.Load() {
+		return fmt.Errorf("redis notification feed: %w: not subscribed", stream.ErrUnavailable)
+	}
+	return nil
+}
+
+// Close implements stream.Log.
+func (l *Log) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	l.cancel()
+	l.ps.Close() // unblocks the feed reader's Receive
+	l.wg.Wait()
+	l.hub.Close()
+	return l.rdb.Close()
+}
+
+// feedPing is how long the feed waits for a message before it pings, so a
+// half-open connection is noticed.
+const feedPing = 10 * time.Second
+
+// feed reads the notification channel and feeds the hub until ctx is done.
+func (l *Log) feed(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		msg, err := l.ps.ReceiveTimeout(ctx, feedPing)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && l.feedUp.Load() {
+				// Quiet: make sure the connection is alive; a failed
+				// ping shows up as an error on the next receive.
+				_ = l.ps.Ping(ctx)
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if l.feedUp.Swap(false) {
+				l.logger.Warn("redis notification feed lost", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// (Re)subscribed: anything published while we were away was
+			// not seen here, so every reader re-reads the log.
+			if !l.feedUp.Swap(true) {
+				l.logger.Info("redis notification feed subscribed", "channel", m.Channel)
+			}
+			backoff = 50 * time.Millisecond
+			l.hub.Resync()
+		case *redis.Message:
+			e, err := decodeNotification(m.Payload)
+			if err != nil {
+				l.logger.Error("bad notification, readers resync", "err", err)
+				l.hub.Resync()
+				continue
+			}
+			l.hub.Publish(e)
+		case *redis.Pong:
+		}
+	}
+}
+
+// decodeNotification parses "<epoch> <seq> <body>".
+func decodeNotification(p string) (*stream.Event, error) {
+	es, rest, ok1 := strings.Cut(p, " ")
+	ss, body, ok2 := strings.Cut(rest, " ")
+	epoch, err1 := strconv.ParseUint(es, 10, 64)
+	seq, err2 := strconv.ParseUint(ss, 10, 64)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("decode notification %.40q", p)
+	}
+	return stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(body))
+}

@@ -1,0 +1,124 @@
+package redisstream_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/realtime-dev/realtime/stream"
+	"github.com/realtime-dev/realtime/stream/redisstream"
+	"github.com/realtime-dev/realtime/stream/redisstream/redistest"
+	"github.com/realtime-dev/realtime/stream/streamtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var prefixes atomic.Int64
+
+// open returns a Log on srv with a key prefix of its own.
+func open(t *testing.T, srv *redistest.Server, retention int) *redisstream.Log {
+	t.Helper()
+	l, err := redisstream.New(t.Context(), redisstream.Config{
+		URL: srv.URL(), Prefix: fmt.Sprintf("t%d", prefixes.Add(1)), Retention: retention,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, loss := range []struct {
+		name string
+		lose func(t *testing.T, l stream.Log) stream.Log
+	}{
+		{"Flushed", func(t *testing.T, l stream.Log) stream.Log {
+			srv.FlushAll()
+			return l
+		}},
+		{"Restarted", func(t *testing.T, l stream.Log) stream.Log {
+			srv.Restart()
+			waitReady(t, l)
+			return l
+		}},
+	} {
+		t.Run(loss.name, func(t *testing.T) {
+			streamtest.Run(t, streamtest.Harness{
+				New:         func(t *testing.T, retention int) stream.Log { return open(t, srv, retention) },
+				LoseHistory: loss.lose,
+			})
+		})
+	}
+}
+
+// waitReady waits until l answers again after its server restarted.
+func waitReady(t *testing.T, l stream.Log) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for l.Ping(t.Context()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("log not ready after restart: %v", l.Ping(t.Context()))
+		}
+		select {
+		case <-t.Context().Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Events published while the node's notification connection is down are
+// still delivered, exactly once and in order, once it is back.
+func TestFeedReconnectResyncs(t *testing.T) {
+	srv := redistest.Start(t)
+	l := open(t, srv, 1000)
+	waitReady(t, l)
+	pub := open(t, srv, 1000) // another node, same prefix below
+	_ = pub
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tail := stream.NewTail(l, "ws1", stream.ID{}, true, stream.TailConfig{})
+	defer tail.Close()
+	if _, err := tail.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var want []stream.ID
+	post := func(n int) {
+		for i := range n {
+			e, err := l.Append(ctx, streamtest.Ev("ws1", "chat.message", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, e.ID)
+		}
+	}
+	post(3)
+	// Drop every pub/sub connection, then publish before the feed is back.
+	if err := srv.Client().Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	post(3)
+	var got []stream.ID
+	for len(got) < len(want) {
+		b, err := tail.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		for _, e := range b.Events {
+			got = append(got, e.ID)
+		}
+	}
+	for i := range want {
+		if i >= len(got) || got[i] != want[i] {
+			t.Fatalf("got %v; want %v", got, want)
+		}
+	}
+}
