@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // DefaultTailPage is how many events a Tail reads from the log per call
@@ -77,12 +78,13 @@ func (t *Tail) Position() ID { return t.last }
 // Next returns the next batch. The first call subscribes and reads the log
 // without waiting, and may return an empty batch: once it has returned,
 // nothing appended afterwards can be missed. Later calls block until there
-// is something to deliver or ctx is done.
+// is something to deliver, idle fires (an empty batch: time for a
+// heartbeat), or ctx is done. idle may be nil.
 //
 // Errors: ctx's error; ErrSlowSubscriber when the reader fell behind its
 // queue while live; ErrClosed when the log closed; any other error is the
 // log's (wrapping ErrUnavailable for a store failure).
-func (t *Tail) Next(ctx context.Context) (Batch, error) {
+func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 	if t.err != nil {
 		return Batch{}, t.err
 	}
@@ -109,7 +111,7 @@ func (t *Tail) Next(ctx context.Context) (Batch, error) {
 			}
 			continue // nothing new: the read came back empty, so go live
 		}
-		b, again, err := t.live(ctx)
+		b, again, err := t.live(ctx, idle)
 		if err != nil || !again {
 			return b, err
 		}
@@ -158,12 +160,14 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 
 // live waits for the next deliveries. again reports that nothing was
 // deliverable and Next should go round again.
-func (t *Tail) live(ctx context.Context) (b Batch, again bool, err error) {
+func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again bool, err error) {
 	var d Delivery
 	var ok bool
 	select {
 	case <-ctx.Done():
 		return Batch{}, false, ctx.Err()
+	case <-idle:
+		return Batch{Position: t.last}, false, nil
 	case d, ok = <-t.sub.C():
 	}
 	for {

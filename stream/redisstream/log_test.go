@@ -87,7 +87,7 @@ func TestFeedReconnectResyncs(t *testing.T) {
 	defer cancel()
 	tail := stream.NewTail(l, "ws1", stream.ID{}, true, stream.TailConfig{})
 	defer tail.Close()
-	if _, err := tail.Next(ctx); err != nil {
+	if _, err := tail.Next(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	var want []stream.ID
@@ -108,7 +108,7 @@ func TestFeedReconnectResyncs(t *testing.T) {
 	post(3)
 	var got []stream.ID
 	for len(got) < len(want) {
-		b, err := tail.Next(ctx)
+		b, err := tail.Next(ctx, nil)
 		if err != nil {
 			t.Fatalf("after %v: %v", got, err)
 		}

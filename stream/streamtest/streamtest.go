@@ -406,7 +406,7 @@ func follow(ctx context.Context, tail *stream.Tail, want int) ([]*stream.Event, 
 	var got []*stream.Event
 	resets := 0
 	for len(got) < want {
-		b, err := tail.Next(ctx)
+		b, err := tail.Next(ctx, nil)
 		if err != nil {
 			return got, resets, err
 		}
@@ -478,7 +478,7 @@ func testTailReset(t *testing.T, h Harness) {
 	l = h.LoseHistory(t, l)
 	tail := stream.NewTail(l, "ws1", es[2].ID, false, stream.TailConfig{})
 	defer tail.Close()
-	b, err := tail.Next(t.Context())
+	b, err := tail.Next(t.Context(), nil)
 	if err != nil || !b.Reset || b.Position.Epoch == es[2].ID.Epoch {
 		t.Fatalf("first batch after lost history = %+v, %v; want a reset to a new epoch", b, err)
 	}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything `realtime serve` reads. Each field comes from an
+// environment variable, and a flag of the same name mirrors it (the flag
+// wins). The README's configuration table lists the same defaults as
+// defaultConfig.
+type Config struct {
+	// Addr is the listen address (REALTIME_ADDR, --addr; ":8080").
+	Addr string
+	// RedisURL selects the Redis Streams log; empty means the embedded log
+	// (REALTIME_REDIS_URL, --redis-url).
+	RedisURL string
+	// RedisPrefix starts every Redis key (REALTIME_REDIS_PREFIX; "rt").
+	RedisPrefix string
+	// Retention is the events kept per workspace (REALTIME_RETENTION; 10000).
+	Retention int
+	// JWTSecret is the HS256 key, at least 32 bytes (REALTIME_JWT_SECRET).
+	// Never logged.
+	JWTSecret string
+	// JWTIssuer, when set, is required as the tokens' iss (REALTIME_JWT_ISSUER).
+	JWTIssuer string
+	// JWTAudience, when set, is required in the tokens' aud (REALTIME_JWT_AUDIENCE).
+	JWTAudience string
+	// Heartbeat is the idle time after which a stream sends a heartbeat
+	// (REALTIME_HEARTBEAT; 15s).
+	Heartbeat time.Duration
+	// Retry is the reconnection delay streams advise (REALTIME_RETRY; 3s).
+	Retry time.Duration
+	// WriteTimeout bounds each write to a stream (REALTIME_WRITE_TIMEOUT; 5s).
+	WriteTimeout time.Duration
+	// Queue bounds each stream's backlog, in events (REALTIME_QUEUE; 256).
+	Queue int
+	// MaxWait caps long polls (REALTIME_MAX_WAIT; 30s, at most 30s).
+	MaxWait time.Duration
+	// ShutdownTimeout bounds the graceful shutdown (REALTIME_SHUTDOWN_TIMEOUT; 15s).
+	ShutdownTimeout time.Duration
+	// LogLevel is debug, info, warn or error (REALTIME_LOG_LEVEL; info).
+	LogLevel slog.Level
+	// Dev runs with the embedded log and a generated key when none is set,
+	// and prints a ready-to-use token (REALTIME_DEV, --dev; false).
+	Dev bool
+}
+
+func defaultConfig() Config {
+	return Config{
+		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
+		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
+		Queue: 256, MaxWait: 30 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+	}
+}
+
+// LogValue keeps the secret out of logs.
+func (c Config) LogValue() slog.Value {
+	backend := "embedded"
+	if c.RedisURL != "" && !c.Dev {
+		backend = "redis"
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr), slog.String("log", backend), slog.String("redis_prefix", c.RedisPrefix),
+		slog.Int("retention", c.Retention), slog.Bool("jwt_secret_set", c.JWTSecret != ""),
+		slog.String("jwt_issuer", c.JWTIssuer), slog.String("jwt_audience", c.JWTAudience),
+		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
+		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
+		slog.String("max_wait", c.MaxWait.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.Bool("dev", c.Dev),
+	)
+}
+
+// parseConfig reads the environment, then flags, and reports every problem
+// at once.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c := defaultConfig()
+	var problems []string
+	env := func(key string) (string, bool) {
+		v := getenv(key)
+		return v, v != ""
+	}
+	envDur := func(key string, dst *time.Duration) {
+		if v, ok := env(key); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", key, err))
+				return
+			}
+			*dst = d
+		}
+	}
+	envInt := func(key string, dst *int) {
+		if v, ok := env(key); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: not an integer: %q", key, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	if v, ok := env("REALTIME_ADDR"); ok {
+		c.Addr = v
+	}
+	c.RedisURL = getenv("REALTIME_REDIS_URL")
+	if v, ok := env("REALTIME_REDIS_PREFIX"); ok {
+		c.RedisPrefix = v
+	}
+	envInt("REALTIME_RETENTION", &c.Retention)
+	c.JWTSecret = getenv("REALTIME_JWT_SECRET")
+	c.JWTIssuer = getenv("REALTIME_JWT_ISSUER")
+	c.JWTAudience = getenv("REALTIME_JWT_AUDIENCE")
+	envDur("REALTIME_HEARTBEAT", &c.Heartbeat)
+	envDur("REALTIME_RETRY", &c.Retry)
+	envDur("REALTIME_WRITE_TIMEOUT", &c.WriteTimeout)
+	envInt("REALTIME_QUEUE", &c.Queue)
+	envDur("REALTIME_MAX_WAIT", &c.MaxWait)
+	envDur("REALTIME_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	level := strings.ToLower(getenv("REALTIME_LOG_LEVEL"))
+	if v, ok := env("REALTIME_DEV"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("REALTIME_DEV: not a boolean: %q", v))
+		}
+		c.Dev = b
+	}
+
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (REALTIME_ADDR)")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL; empty: embedded log (REALTIME_REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "Redis key prefix (REALTIME_REDIS_PREFIX)")
+	fs.IntVar(&c.Retention, "retention", c.Retention, "events kept per workspace (REALTIME_RETENTION)")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "required iss (REALTIME_JWT_ISSUER)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "required aud (REALTIME_JWT_AUDIENCE)")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "stream heartbeat interval (REALTIME_HEARTBEAT)")
+	fs.DurationVar(&c.Retry, "retry", c.Retry, "reconnection delay advised to streams (REALTIME_RETRY)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "bound on each stream write (REALTIME_WRITE_TIMEOUT)")
+	fs.IntVar(&c.Queue, "queue", c.Queue, "events a stream may fall behind before it is closed (REALTIME_QUEUE)")
+	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest long poll (REALTIME_MAX_WAIT)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (REALTIME_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (REALTIME_LOG_LEVEL)")
+	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, generated key, print a dev token (REALTIME_DEV)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments: %q", fs.Args()))
+	}
+	if level != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+			problems = append(problems, fmt.Sprintf("log level: %q is not debug, info, warn or error", level))
+		}
+	}
+	switch {
+	case c.JWTSecret == "" && !c.Dev:
+		problems = append(problems, "REALTIME_JWT_SECRET is required (or run with --dev)")
+	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
+		problems = append(problems, "REALTIME_JWT_SECRET must be at least 32 bytes")
+	}
+	if c.Retention < 1 {
+		problems = append(problems, "retention must be at least 1")
+	}
+	if c.Queue < 1 {
+		problems = append(problems, "queue must be at least 1")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}} {
+		if d.v <= 0 {
+			problems = append(problems, d.name+" must be positive")
+		}
+	}
+	if c.MaxWait > 30*time.Second {
+		problems = append(problems, "max wait must be at most 30s")
+	}
+	if len(problems) > 0 {
+		return Config{}, errors.New("bad configuration:\n  " + strings.Join(problems, "\n  "))
+	}
+	return c, nil
+}

@@ -1,0 +1,43 @@
+// Command realtime serves workspace events as Server-Sent Events and cursor
+// polling over one event log. `realtime serve` runs the service; `realtime
+// token` mints a token for curl.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "realtime: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  realtime serve [flags]     run the service (realtime serve -h for flags)
+  realtime token [flags]     mint a token from REALTIME_JWT_SECRET (realtime token -h)
+`
+
+// run dispatches the subcommand. Tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command")
+	}
+	switch args[1] {
+	case "serve":
+		return serve(ctx, args[2:], getenv, stdout, stderr)
+	case "token":
+		return token(args[2:], getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[1])
+	}
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/realtime-dev/realtime/handlers"
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+	"github.com/realtime-dev/realtime/stream/redisstream"
+)
+
+// serve runs the service until ctx is done or SIGINT/SIGTERM, then drains:
+// readiness turns 503, streams are told to come back soon and closed, long
+// polls answer, and in-flight publishes finish.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg, err := parseConfig("realtime serve", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(appmw.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
+
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 { // only with --dev: parseConfig requires it otherwise
+		secret = make([]byte, 32)
+		rand.Read(secret)
+		secret = []byte(hex.EncodeToString(secret))
+	}
+	auth, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+
+	log, err := openLog(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	logger.Info("starting", "config", cfg)
+
+	streams, stopStreams := context.WithCancel(context.Background())
+	defer stopStreams()
+	srv := &http.Server{
+		Handler: handlers.New(logger, handlers.Config{
+			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
+			MaxWait: cfg.MaxWait, Queue: cfg.Queue,
+		}, log, auth, streams),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: it would cut every stream. Each stream write
+		// carries its own deadline instead.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(stopStreams)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	if cfg.Dev {
+		if err := printDevHelp(stdout, secret, cfg, ln.Addr()); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 1)
+	// Serve returns when Shutdown closes the listener.
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// openLog picks the log: Redis Streams when a URL is configured (and not in
+// dev mode), else the embedded log.
+func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (stream.Log, error) {
+	if cfg.RedisURL == "" || cfg.Dev {
+		if cfg.RedisURL != "" {
+			logger.Warn("dev mode ignores REALTIME_REDIS_URL and uses the embedded log")
+		}
+		logger.Info("event log: embedded (in memory; history is lost on restart)", "retention", cfg.Retention)
+		return stream.NewMemory(stream.MemoryConfig{Retention: cfg.Retention}), nil
+	}
+	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := redisstream.New(connectCtx, redisstream.Config{
+		URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open redis log: %w", err)
+	}
+	logger.Info("event log: redis streams", "prefix", cfg.RedisPrefix, "retention", cfg.Retention)
+	return l, nil
+}
+
+func printDevHelp(w io.Writer, secret []byte, cfg Config, addr net.Addr) error {
+	tok, err := appmw.IssueToken(secret, appmw.TokenSpec{
+		Subject: "dev", Workspaces: []string{"*"}, Scopes: []string{appmw.ScopePublish}, TTL: 24 * time.Hour,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+	}, time.Now())
+	if err != nil {
+		return err
+	}
+	base := "http://" + displayAddr(addr)
+	fmt.Fprintf(w, `
+dev mode: embedded log; this token is user "dev" on every workspace, valid 24h:
+
+  export TOKEN=%s
+
+  # watch a workspace
+  curl -N -H "Authorization: Bearer $TOKEN" %s/v1/workspaces/demo/events/stream
+
+  # publish to it
+  curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"type":"chat.message","data":{"chatId":"general","id":"m1","text":"hello"}}' \
+    %s/v1/workspaces/demo/events
+
+`, tok, base, base)
+	return nil
+}
+
+// displayAddr turns a wildcard listen address into one a browser or curl
+// can use.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		if ok {
+			return fmt.Sprintf("localhost:%d", tcp.Port)
+		}
+	}
+	return a.String()
+}

@@ -1,0 +1,111 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// appender is what publishing needs of the log.
+type appender interface {
+	Append(ctx context.Context, e *stream.Event) (*stream.Event, error)
+}
+
+// handlePublish appends one event. Every check happens before Append, so
+// bad input never reaches the log.
+func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *eventSchemas) http.Handler {
+	type request struct {
+		Type          string          `json:"type"`
+		Data          json.RawMessage `json:"data"`
+		TargetUserID  string          `json:"targetUserId"`
+		CorrelationID string          `json:"correlationId"`
+		Source        string          `json:"source"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws := chi.URLParam(r, "workspaceID")
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the event as application/json"))
+			return
+		}
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBody))
+		if err != nil {
+			writeError(logger, w, r, err)
+			return
+		}
+		var generic map[string]any
+		if err := decodeStrict(raw, &generic); err != nil || generic == nil {
+			writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
+			return
+		}
+		if p := schemas.validate(generic); p != nil {
+			writeError(logger, w, r, p)
+			return
+		}
+		var req request
+		if err := json.Unmarshal(raw, &req); err != nil {
+			writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
+			return
+		}
+		corr := req.CorrelationID
+		if corr == "" {
+			corr = r.Header.Get("X-Correlation-ID")
+			if !printable(corr, 128) {
+				corr = ""
+			}
+		}
+		if corr == "" {
+			corr = appmw.NewID()
+		}
+		w.Header().Set("X-Correlation-ID", corr)
+		appmw.AddLogAttrs(r.Context(), slog.String("correlation_id", corr), slog.String("event_type", req.Type))
+		e, err := log.Append(r.Context(), &stream.Event{
+			Type: req.Type, WorkspaceID: ws, TargetUserID: req.TargetUserID, CorrelationID: corr,
+			Source: req.Source, Timestamp: time.Now().UTC(), Data: req.Data,
+		})
+		if err != nil {
+			writeError(logger, w, r, err)
+			return
+		}
+		appmw.AddLogAttrs(r.Context(), slog.String("event_id", e.ID.String()))
+		logger.InfoContext(r.Context(), "event published")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		w.Write(append(e.JSON(), '\n'))
+	})
+}
+
+// decodeStrict decodes exactly one JSON value from raw.
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// printable reports whether s is at most n bytes of printable ASCII.
+func printable(s string, n int) bool {
+	if len(s) > n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

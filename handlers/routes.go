@@ -1,0 +1,28 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// addRoutes is the entire API surface, one line per openapi.yaml
+// operation. Streaming and long-poll routes must never get timeout,
+// buffering or compressing middleware.
+func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context, schemas *eventSchemas) {
+	onError := errorWriter(logger)
+	r.Method(http.MethodGet, "/healthz", handleHealth())
+	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))
+	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
+	r.Group(func(r chi.Router) {
+		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
+		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, schemas))
+		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, streams))
+		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, streams))
+	})
+}

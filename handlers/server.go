@@ -1,0 +1,73 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// Config tunes the handlers. Zero values are the defaults noted.
+type Config struct {
+	// Heartbeat is the silence after which a stream sends a heartbeat (15s).
+	Heartbeat time.Duration
+	// Retry is the reconnection delay a stream advises; each stream gets it
+	// jittered up to +50% so that reconnects spread out (3s).
+	Retry time.Duration
+	// WriteTimeout bounds each write to a stream; a client that cannot take
+	// a frame within it is disconnected (5s).
+	WriteTimeout time.Duration
+	// MaxWait caps a long poll (poll.MaxWait); keep it below the shutdown
+	// timeout.
+	MaxWait time.Duration
+	// Queue bounds each stream's queue of undelivered events; a stream that
+	// falls further behind is closed and resumes from the log (256).
+	Queue int
+	// MaxBody bounds a publish body (64 KiB).
+	MaxBody int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.Retry <= 0 {
+		c.Retry = 3 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 5 * time.Second
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 30 * time.Second
+	}
+	if c.Queue <= 0 {
+		c.Queue = stream.DefaultQueue
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 64 << 10
+	}
+	return c
+}
+
+// New returns the service's HTTP handler. streams is cancelled when the
+// server starts draining: open streams then tell their clients to come back
+// soon and end, long polls answer at once, and readiness turns 503.
+func New(logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context) http.Handler {
+	cfg = cfg.withDefaults()
+	r := chi.NewRouter()
+	onError := errorWriter(logger)
+	r.Use(appmw.RequestLog(logger), appmw.Recover(logger, onError))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(logger, w, r, errorf(http.StatusNotFound, "not_found", "no such route"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(logger, w, r, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed here", r.Method))
+	})
+	addRoutes(r, logger, cfg, log, auth, streams, mustLoadSchemas())
+	return r
+}

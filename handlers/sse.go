@@ -1,0 +1,221 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+var (
+	errDraining     = errors.New("server draining")
+	errTokenExpired = errors.New("token expired")
+)
+
+// handleStream serves a workspace's events as Server-Sent Events.
+//
+// Everything that can fail with a status (auth, parameters) happens before
+// the first byte. After that, a failure can only end the stream, and since a
+// browser's EventSource gives up for good on any non-200, even a temporary
+// failure before the first byte (log unavailable, draining) is answered
+// with 200 and a retry: hint.
+func handleStream(logger *slog.Logger, cfg Config, log stream.Log, streams context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws := chi.URLParam(r, "workspaceID")
+		p := appmw.PrincipalFromContext(r.Context())
+		types, err := stream.ParseTypes(r.URL.Query().Get("types"))
+		if err != nil {
+			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter", detail: err.Error(), errors: map[string]string{"types": err.Error()}})
+			return
+		}
+		cursor, fromHead, err := resumePoint(r)
+		if err != nil {
+			writeError(logger, w, r, err)
+			return
+		}
+
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache, no-store, no-transform")
+		h.Set("X-Accel-Buffering", "no")
+		out := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout}
+		if streams.Err() != nil {
+			out.write(appendRetry(nil, shortRetry()))
+			return
+		}
+
+		// The stream ends when the client leaves, the server drains, or
+		// the token expires, whichever comes first.
+		ctx, cancel := context.WithCancelCause(r.Context())
+		defer cancel(nil)
+		stopDrain := context.AfterFunc(streams, func() { cancel(errDraining) })
+		defer stopDrain()
+		expiry := time.AfterFunc(time.Until(p.Expires), func() { cancel(errTokenExpired) })
+		defer expiry.Stop()
+
+		tail := stream.NewTail(log, ws, cursor, fromHead, stream.TailConfig{
+			Filter: stream.Filter{Types: types, UserID: p.UserID}, Queue: cfg.Queue,
+		})
+		defer tail.Close()
+		first, err := tail.Next(ctx, nil)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.ErrorContext(r.Context(), "stream could not start, client told to retry", "err", err)
+			}
+			out.write(appendRetry(nil, cfg.retry()))
+			return
+		}
+		// The retry: frame goes out only now that the subscription is
+		// live: a client that has read it misses nothing published later.
+		pos := cursor
+		buf := appendRetry(make([]byte, 0, 4096), cfg.retry())
+		buf = appendBatch(buf, first, &pos)
+		if first.Reset {
+			logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", cursor, "head", first.Position)
+		}
+		if err := out.write(buf); err != nil {
+			logger.DebugContext(r.Context(), "stream write failed", "err", err)
+			return
+		}
+		logger.DebugContext(r.Context(), "stream opened", "from", cursor, "live", fromHead)
+
+		heartbeat := time.NewTimer(cfg.Heartbeat)
+		defer heartbeat.Stop()
+		for {
+			b, err := tail.Next(ctx, heartbeat.C)
+			if err != nil {
+				cause := context.Cause(ctx)
+				switch {
+				case errors.Is(err, stream.ErrSlowSubscriber):
+					logger.WarnContext(r.Context(), "subscriber too slow, dropped", "position", pos, "queue", cfg.Queue)
+					out.write(appendRetry(nil, cfg.retry()))
+				case errors.Is(cause, errDraining):
+					out.write(appendRetry(nil, shortRetry()))
+				case errors.Is(cause, errTokenExpired):
+					logger.DebugContext(r.Context(), "stream ended: token expired")
+				case ctx.Err() != nil:
+					logger.DebugContext(r.Context(), "stream ended: client left")
+				default:
+					logger.ErrorContext(r.Context(), "stream read failed, client told to retry", "err", err)
+					out.write(appendRetry(nil, cfg.retry()))
+				}
+				return
+			}
+			if b.Reset {
+				logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
+			}
+			buf = appendBatch(buf[:0], b, &pos)
+			if len(buf) == 0 {
+				buf = append(buf, "event: heartbeat\ndata: {}\n\n"...)
+			}
+			if err := out.write(buf); err != nil {
+				logger.DebugContext(r.Context(), "stream write failed", "err", err)
+				return
+			}
+			heartbeat.Reset(cfg.Heartbeat)
+			if cap(buf) > 64<<10 {
+				buf = make([]byte, 0, 4096) // don't pin a burst's buffer on an idle stream
+			}
+		}
+	})
+}
+
+// resumePoint picks where a stream starts: the Last-Event-ID header, else
+// the lastEventId query parameter (a new EventSource cannot send the
+// header), else the head.
+func resumePoint(r *http.Request) (cursor stream.ID, fromHead bool, err error) {
+	raw := r.Header.Get("Last-Event-ID")
+	if raw == "" {
+		raw = r.URL.Query().Get("lastEventId")
+	}
+	if raw == "" {
+		return stream.ID{}, true, nil
+	}
+	id, err := stream.ParseID(raw)
+	if err != nil {
+		return stream.ID{}, false, &apiError{status: http.StatusBadRequest, code: "invalid_cursor", detail: "Last-Event-ID / lastEventId is not an event id from this API"}
+	}
+	return id, false, nil
+}
+
+// appendBatch appends the frames of b and moves *pos to its position. Event
+// ids and types never hold CR or LF (ids are generated, types validated at
+// publish) and the data is compact JSON, so every frame is well-formed.
+func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
+	if b.Reset {
+		buf = append(buf, "id: "...)
+		buf, _ = b.Position.AppendText(buf)
+		buf = append(buf, "\nevent: sync.reset\ndata: {\"reason\":\"cursor_expired\",\"head\":\""...)
+		buf, _ = b.Position.AppendText(buf)
+		buf = append(buf, "\"}\n\n"...)
+		*pos = b.Position
+	}
+	for _, e := range b.Events {
+		buf = append(buf, "id: "...)
+		buf, _ = e.ID.AppendText(buf)
+		buf = append(buf, "\nevent: "...)
+		buf = append(buf, e.Type...)
+		buf = append(buf, "\ndata: "...)
+		buf = append(buf, e.JSON()...)
+		buf = append(buf, "\n\n"...)
+		*pos = e.ID
+	}
+	if b.Position != *pos && !b.Position.IsZero() {
+		// Events this client may not see were skipped: move its resume
+		// point past them without dispatching anything.
+		buf = append(buf, "id: "...)
+		buf, _ = b.Position.AppendText(buf)
+		buf = append(buf, "\n\n"...)
+		*pos = b.Position
+	}
+	return buf
+}
+
+func appendRetry(buf []byte, d time.Duration) []byte {
+	buf = append(buf, "retry: "...)
+	buf = strconv.AppendInt(buf, d.Milliseconds(), 10)
+	return append(buf, "\n\n"...)
+}
+
+// retry returns the advised reconnection delay, jittered up to +50% so that
+// the clients of a node that goes away do not all come back at once.
+func (c Config) retry() time.Duration {
+	return c.Retry + rand.N(c.Retry/2+1)
+}
+
+// shortRetry is the delay advised when the server drains: come back soon,
+// to another node.
+func shortRetry() time.Duration { return 250*time.Millisecond + rand.N(750*time.Millisecond) }
+
+// sseWriter writes frames, each bounded by a deadline so that a client that
+// stopped reading cannot pin the handler.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (s *sseWriter) write(b []byte) error {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	if err := s.rc.Flush(); err != nil {
+		return err
+	}
+	// No deadline while idle: the heartbeat's write will set a fresh one.
+	if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package middleware
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// RequestIDHeader carries the request id in and out.
+const RequestIDHeader = "X-Request-ID"
+
+// logBag holds the attributes every log line about a request carries. It is
+// a pointer in the context so that handlers can add to it (the event id
+// once assigned) and the request line at the end sees what they added.
+type logBag struct {
+	mu    sync.Mutex
+	attrs []slog.Attr
+}
+
+type logBagKey struct{}
+
+// AddLogAttrs attaches attributes to every later log line written with ctx
+// (through a handler wrapped by LogHandler) and to the request's access log
+// line. It does nothing outside a request.
+func AddLogAttrs(ctx context.Context, attrs ...slog.Attr) {
+	if b, ok := ctx.Value(logBagKey{}).(*logBag); ok {
+		b.mu.Lock()
+		b.attrs = append(b.attrs, attrs...)
+		b.mu.Unlock()
+	}
+}
+
+func bagAttrs(ctx context.Context) []slog.Attr {
+	b, ok := ctx.Value(logBagKey{}).(*logBag)
+	if !ok {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]slog.Attr(nil), b.attrs...)
+}
+
+// LogHandler wraps h so that records logged with a request's context carry
+// that request's attributes (request_id, correlation_id, ...).
+func LogHandler(h slog.Handler) slog.Handler { return ctxHandler{h} }
+
+type ctxHandler struct{ slog.Handler }
+
+func (h ctxHandler) Handle(ctx context.Context, r slog.Record) error {
+	if attrs := bagAttrs(ctx); len(attrs) > 0 {
+		r = r.Clone()
+		r.AddAttrs(attrs...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h ctxHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return ctxHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h ctxHandler) WithGroup(name string) slog.Handler { return ctxHandler{h.Handler.WithGroup(name)} }
+
+type requestIDKey struct{}
+
+// RequestIDFromContext returns the request's id, or "".
+func RequestIDFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// NewID returns a random 16-byte hex id.
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// RequestLog assigns each request an id (the client's X-Request-ID when it
+// is sane), echoes it, and logs one line when the request ends, with the
+// route pattern, status, size and duration. Tokens in the query string are
+// redacted; headers are never logged.
+func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			id := r.Header.Get(RequestIDHeader)
+			if !saneID(id) {
+				id = NewID()
+			}
+			w.Header().Set(RequestIDHeader, id)
+			bag := &logBag{attrs: []slog.Attr{slog.String("request_id", id)}}
+			ctx := context.WithValue(r.Context(), logBagKey{}, bag)
+			ctx = context.WithValue(ctx, requestIDKey{}, id)
+			rw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(rw, r.WithContext(ctx))
+
+			status := rw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := ""
+			if rc := chi.RouteContext(ctx); rc != nil {
+				route = rc.RoutePattern()
+			}
+			level := slog.LevelInfo
+			if status >= 500 {
+				level = slog.LevelError
+			}
+			logger.LogAttrs(ctx, level, "request",
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.String("path", r.URL.Path),
+				slog.String("query", RedactQuery(r.URL.RawQuery)),
+				slog.Int("status", status),
+				slog.Int64("bytes", rw.bytes),
+				slog.Duration("duration", time.Since(start)),
+			)
+		})
+	}
+}
+
+// RedactQuery returns raw with the value of every access_token parameter
+// replaced, so a logged URL never holds a token.
+func RedactQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return "(unparsable query redacted)"
+	}
+	if _, ok := v["access_token"]; !ok {
+		return raw
+	}
+	v["access_token"] = []string{"REDACTED"}
+	return v.Encode()
+}
+
+func saneID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWriter records the status and size. Unwrap lets
+// http.ResponseController reach the connection for Flush and deadlines.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,165 @@
+package poll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// Limits of a poll.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+	// MaxWait is the longest long poll the API accepts.
+	MaxWait = 30 * time.Second
+	// maxScanPages bounds how many pages one poll reads looking for an
+	// event that passes its filter before answering hasMore.
+	maxScanPages = 8
+)
+
+// Query is a parsed poll request.
+type Query struct {
+	// Cursor is where to read after; meaningful when HasCursor.
+	Cursor    stream.ID
+	HasCursor bool
+	Limit     int
+	Wait      time.Duration
+	Types     []string
+}
+
+// ParamError reports a bad query parameter.
+type ParamError struct {
+	Param string
+	Err   error
+}
+
+func (e *ParamError) Error() string { return fmt.Sprintf("parameter %s: %v", e.Param, e.Err) }
+func (e *ParamError) Unwrap() error { return e.Err }
+
+// ParseQuery reads cursor, limit, wait and types from v. A wait above
+// maxWait (the server's cap, at most MaxWait) is clamped to it.
+func ParseQuery(v url.Values, maxWait time.Duration) (Query, error) {
+	q := Query{Limit: DefaultLimit}
+	if s, ok := v["cursor"]; ok {
+		id, err := stream.ParseID(s[0])
+		if err != nil {
+			return Query{}, &ParamError{Param: "cursor", Err: err}
+		}
+		q.Cursor, q.HasCursor = id, true
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit {
+			return Query{}, &ParamError{Param: "limit", Err: fmt.Errorf("want an integer from 1 to %d", MaxLimit)}
+		}
+		q.Limit = n
+	}
+	if s := v.Get("wait"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > int(MaxWait/time.Second) {
+			return Query{}, &ParamError{Param: "wait", Err: fmt.Errorf("want whole seconds from 0 to %d", int(MaxWait/time.Second))}
+		}
+		q.Wait = min(time.Duration(n)*time.Second, maxWait)
+	}
+	types, err := stream.ParseTypes(v.Get("types"))
+	if err != nil {
+		return Query{}, &ParamError{Param: "types", Err: err}
+	}
+	q.Types = types
+	return q, nil
+}
+
+// Result is a poll's answer.
+type Result struct {
+	Events     []*stream.Event
+	NextCursor stream.ID
+	HasMore    bool
+	Reset      bool
+}
+
+// Poll answers q for workspace as seen by user. With q.Wait it holds an
+// empty answer until an event arrives, q.Wait passes, or ctx is done, in
+// which case it answers with what it has: a poll cancelled by shutdown
+// still gets a valid cursor back.
+func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) (Result, error) {
+	if !q.HasCursor {
+		head, err := log.Head(ctx, workspace)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Events: []*stream.Event{}, NextCursor: head}, nil
+	}
+	filter := stream.Filter{Types: q.Types, UserID: user}
+	var sub *stream.Subscription
+	if q.Wait > 0 {
+		// Subscribe before the first read, so that an event appended
+		// between the read and the wait still wakes us.
+		sub = log.Subscribe(workspace, filter, 1)
+		defer func() { sub.Close() }()
+	}
+	var timeout <-chan time.Time
+	cursor := q.Cursor
+	for {
+		res, err := scan(ctx, log, workspace, cursor, filter, q.Limit)
+		if err != nil || len(res.Events) > 0 || res.HasMore || res.Reset || sub == nil {
+			return res, err
+		}
+		cursor = res.NextCursor
+		if timeout == nil {
+			t := time.NewTimer(q.Wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return res, nil
+		case <-timeout:
+			return res, nil
+		case _, ok := <-sub.C():
+			if !ok {
+				// Closed because a second event overflowed the one-slot
+				// queue (a wake-up like any other), or the log closed.
+				if errors.Is(sub.Err(), stream.ErrClosed) {
+					return res, nil
+				}
+				sub.Close()
+				sub = log.Subscribe(workspace, filter, 1)
+			}
+		}
+	}
+}
+
+// scan reads after cursor until it finds events that pass filter, reaches
+// the head, or has read maxScanPages pages.
+func scan(ctx context.Context, log stream.Log, workspace string, cursor stream.ID, filter stream.Filter, limit int) (Result, error) {
+	res := Result{Events: []*stream.Event{}, NextCursor: cursor}
+	for range maxScanPages {
+		p, err := log.Read(ctx, workspace, res.NextCursor, limit)
+		var exp *stream.ExpiredError
+		if errors.As(err, &exp) {
+			return Result{Events: []*stream.Event{}, NextCursor: exp.Head, Reset: true}, nil
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		for _, e := range p.Events {
+			if filter.Match(e) {
+				res.Events = append(res.Events, e)
+			}
+		}
+		res.NextCursor = p.Last(res.NextCursor)
+		if res.NextCursor.IsZero() {
+			res.NextCursor = p.Head // "0" on a log with nothing retained
+		}
+		res.HasMore = res.NextCursor.Seq < p.Head.Seq
+		if len(res.Events) > 0 || !res.HasMore {
+			return res, nil
+		}
+	}
+	return res, nil
+}
