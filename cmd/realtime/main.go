@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "serve":
 		return serve(ctx, args[2:], getenv, stdout, stderr)
 	case "token":
-		return token(args[2:], getenv, stdout, stderr)
+		return mintToken(args[2:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

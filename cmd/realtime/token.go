@@ -24,9 +24,9 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
-// token mints a token with REALTIME_JWT_SECRET (and the configured issuer
+// mintToken mints a token with REALTIME_JWT_SECRET (and the configured issuer
 // and audience) and prints it.
-func token(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var (
 		sub        string
 		workspaces stringList

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	appmw "github.com/realtime-dev/realtime/middleware"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testSecret = "test-secret-test-secret-test-secret-0123"
+
+// node is one `realtime serve` started through run, as main would.
+type node struct {
+	t      *testing.T
+	URL    string
+	cancel context.CancelFunc
+	done   chan error
+	stderr *syncBuffer
+	once   sync.Once
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startNode runs `realtime serve` with env on a free port and stops it
+// (asserting a clean return) when the test ends.
+func startNode(t *testing.T, env map[string]string, args ...string) *node {
+	t.Helper()
+	full := map[string]string{
+		"REALTIME_ADDR": "127.0.0.1:0", "REALTIME_JWT_SECRET": testSecret, "REALTIME_LOG_LEVEL": "debug",
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	getenv := func(k string) string { return full[k] }
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	n := &node{t: t, cancel: cancel, done: make(chan error, 1), stderr: &syncBuffer{}}
+	// Exits when the node stops; the pipe is closed then.
+	go func() {
+		err := run(ctx, append([]string{"realtime", "serve"}, args...), getenv, strings.NewReader(""), pw, n.stderr)
+		pw.Close()
+		n.done <- err
+	}()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			n.URL = "http://" + addr
+			break
+		}
+	}
+	// Drain the rest of stdout so run never blocks writing to it.
+	go io.Copy(io.Discard, pr)
+	if n.URL == "" {
+		err := <-n.done
+		t.Fatalf("node did not start: %v\n%s", err, n.stderr)
+	}
+	t.Cleanup(func() {
+		if err := n.stop(); err != nil {
+			t.Errorf("run returned %v; want nil\nlog:\n%s", err, n.stderr)
+		}
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", n.URL, n.stderr)
+		}
+	})
+	return n
+}
+
+// stop shuts the node down gracefully and returns what run returned.
+func (n *node) stop() error {
+	var err error = errors.New("already stopped")
+	n.once.Do(func() {
+		n.cancel()
+		select {
+		case err = <-n.done:
+		case <-time.After(30 * time.Second):
+			err = errors.New("run did not return within 30s of cancellation")
+		}
+	})
+	return err
+}
+
+// token mints a test token.
+func token(t *testing.T, sub string, workspaces []string, scopes ...string) string {
+	t.Helper()
+	tok, err := appmw.IssueToken([]byte(testSecret), appmw.TokenSpec{Subject: sub, Workspaces: workspaces, Scopes: scopes, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// pubToken may publish to and read every workspace.
+func pubToken(t *testing.T) string { return token(t, "svc", []string{"*"}, appmw.ScopePublish) }
+
+// event is the envelope as clients see it.
+type event struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	WorkspaceID   string          `json:"workspaceId"`
+	TargetUserID  string          `json:"targetUserId"`
+	CorrelationID string          `json:"correlationId"`
+	Source        string          `json:"source"`
+	Timestamp     time.Time       `json:"timestamp"`
+	Data          json.RawMessage `json:"data"`
+}
+
+type pollResponse struct {
+	Events     []event `json:"events"`
+	NextCursor string  `json:"nextCursor"`
+	HasMore    bool    `json:"hasMore"`
+	Reset      bool    `json:"reset"`
+}
+
+type problem struct {
+	Type   string            `json:"type"`
+	Status int               `json:"status"`
+	Code   string            `json:"code"`
+	Detail string            `json:"detail"`
+	Errors map[string]string `json:"errors"`
+}
+
+// do sends a request and returns the response with its body read.
+func do(t *testing.T, method, url, tok string, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return resp, b
+}
+
+// publish posts one event and returns it as stored.
+func (n *node) publish(t *testing.T, ws, body string) event {
+	t.Helper()
+	resp, b := do(t, "POST", n.URL+"/v1/workspaces/"+ws+"/events", pubToken(t), body)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("publish to %s: %d %s", ws, resp.StatusCode, b)
+	}
+	var e event
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("publish response %s: %v", b, err)
+	}
+	return e
+}
+
+// chat is a valid chat.message body numbered n.
+func chat(n int) string {
+	return fmt.Sprintf(`{"type":"chat.message","data":{"chatId":"c1","id":"m%d","text":"message %d"}}`, n, n)
+}
+
+// publishN publishes n chat messages and returns their ids.
+func (n *node) publishN(t *testing.T, ws string, count int) []string {
+	t.Helper()
+	ids := make([]string, 0, count)
+	for i := range count {
+		ids = append(ids, n.publish(t, ws, chat(i)).ID)
+	}
+	return ids
+}
+
+// poll reads one page.
+func (n *node) poll(t *testing.T, ws, tok, query string) pollResponse {
+	t.Helper()
+	resp, b := do(t, "GET", n.URL+"/v1/workspaces/"+ws+"/events?"+query, tok, "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("poll %s?%s: %d %s", ws, query, resp.StatusCode, b)
+	}
+	var p pollResponse
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatalf("poll response %s: %v", b, err)
+	}
+	if p.Events == nil {
+		t.Fatalf("poll response has events: null: %s", b)
+	}
+	return p
+}
+
+// pollAll pages from cursor to the head and returns every id.
+func (n *node) pollAll(t *testing.T, ws, tok, cursor string) (ids []string, next string) {
+	t.Helper()
+	for {
+		p := n.poll(t, ws, tok, "limit=7&cursor="+cursor)
+		if p.Reset {
+			t.Fatalf("poll from %s reset", cursor)
+		}
+		for _, e := range p.Events {
+			ids = append(ids, e.ID)
+		}
+		cursor = p.NextCursor
+		if !p.HasMore {
+			return ids, cursor
+		}
+	}
+}
+
+// frame is one SSE frame as our test parser reads it.
+type frame struct {
+	ID    string
+	HasID bool
+	Event string
+	Data  string
+	Retry string
+}
+
+// sseStream is an open stream read by a minimal parser of the WHATWG
+// grammar (LF line endings, which is all the server writes).
+type sseStream struct {
+	resp   *http.Response
+	rd     *bufio.Reader
+	cancel context.CancelFunc
+	frames chan frame
+	errc   chan error
+}
+
+// openStream opens the stream of ws; query and headers are added as given.
+func (n *node) openStream(t *testing.T, ws, tok, query string, hdr ...string) *sseStream {
+	t.Helper()
+	s, resp := n.tryStream(t, ws, tok, query, hdr...)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("stream %s?%s: %d %s", ws, query, resp.StatusCode, b)
+	}
+	return s
+}
+
+func (n *node) tryStream(t *testing.T, ws, tok, query string, hdr ...string) (*sseStream, *http.Response) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, "GET", n.URL+"/v1/workspaces/"+ws+"/events/stream?"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("open stream: %v", err)
+	}
+	s := &sseStream{resp: resp, rd: bufio.NewReader(resp.Body), cancel: cancel, frames: make(chan frame, 1<<16), errc: make(chan error, 1)}
+	if resp.StatusCode == http.StatusOK {
+		// Reads frames until the body ends or close cancels it.
+		go s.readLoop()
+	}
+	t.Cleanup(s.close)
+	return s, resp
+}
+
+func (s *sseStream) readLoop() {
+	var f frame
+	for {
+		line, err := s.rd.ReadString('\n')
+		if err != nil {
+			close(s.frames)
+			s.errc <- err
+			return
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			if f != (frame{}) {
+				s.frames <- f
+			}
+			f = frame{}
+			continue
+		}
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			f.ID, f.HasID = value, true
+		case "event":
+			f.Event = value
+		case "data":
+			f.Data += value
+		case "retry":
+			f.Retry = value
+		}
+	}
+}
+
+func (s *sseStream) close() {
+	s.cancel()
+	s.resp.Body.Close()
+}
+
+// next returns the next frame; ok is false at the end of the stream. A
+// generous bound only keeps a broken server from hanging the run.
+func (s *sseStream) next(t *testing.T) (frame, bool) {
+	t.Helper()
+	select {
+	case f, ok := <-s.frames:
+		return f, ok
+	case <-time.After(20 * time.Second):
+		t.Fatal("no SSE frame within 20s")
+		return frame{}, false
+	}
+}
+
+// events reads until it has count data events (skipping heartbeats and
+// id-only frames) and returns them.
+func (s *sseStream) events(t *testing.T, count int) []frame {
+	t.Helper()
+	var out []frame
+	for len(out) < count {
+		f, ok := s.next(t)
+		if !ok {
+			t.Fatalf("stream ended after %d of %d events", len(out), count)
+		}
+		if f.Event != "" && f.Event != "heartbeat" && f.Data != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// first reads the first frame, which must be the retry: hint.
+func (s *sseStream) first(t *testing.T) {
+	t.Helper()
+	f, ok := s.next(t)
+	if !ok || f.Retry == "" || f.Event != "" || f.Data != "" {
+		t.Fatalf("first frame %+v (ok=%v); want a retry: frame", f, ok)
+	}
+}
+
+func frameIDs(fs []frame) []string {
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f.ID)
+	}
+	return out
+}
