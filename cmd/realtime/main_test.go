@@ -31,6 +31,7 @@ type node struct {
 	done   chan error
 	stderr *syncBuffer
 	once   sync.Once
+	err    error // what run returned, once stopped
 }
 
 type syncBuffer struct {
@@ -96,16 +97,15 @@ func startNode(t *testing.T, env map[string]string, args ...string) *node {
 
 // stop shuts the node down gracefully and returns what run returned.
 func (n *node) stop() error {
-	var err error = errors.New("already stopped")
 	n.once.Do(func() {
 		n.cancel()
 		select {
-		case err = <-n.done:
+		case n.err = <-n.done:
 		case <-time.After(30 * time.Second):
-			err = errors.New("run did not return within 30s of cancellation")
+			n.err = errors.New("run did not return within 30s of cancellation")
 		}
 	})
-	return err
+	return n.err
 }
 
 // token mints a test token.

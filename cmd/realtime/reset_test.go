@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/realtime-dev/realtime/stream/redisstream/redistest"
+)
+
+// expectReset reads the frames after the retry: hint of a stream resumed
+// from a lost cursor: a sync.reset whose id and data name the head.
+func expectReset(t *testing.T, s *sseStream, head string) {
+	t.Helper()
+	s.first(t)
+	f, ok := s.next(t)
+	if !ok || f.Event != "sync.reset" || f.ID != head {
+		t.Fatalf("after a lost cursor got %+v; want event sync.reset with id %s", f, head)
+	}
+	var data struct{ Reason, Head string }
+	if err := json.Unmarshal([]byte(f.Data), &data); err != nil || data.Reason != "cursor_expired" || data.Head != head {
+		t.Fatalf("sync.reset data %q; want reason cursor_expired and head %s", f.Data, head)
+	}
+}
+
+// checkLost asserts that both readers report cursor as lost, with head as
+// where to continue, and that the stream then continues live.
+func checkLost(t *testing.T, n *node, ws, cursor string) {
+	t.Helper()
+	tok := token(t, "u1", []string{ws})
+	p := n.poll(t, ws, tok, "cursor="+cursor)
+	if !p.Reset || len(p.Events) != 0 || p.NextCursor == cursor {
+		t.Fatalf("poll from lost cursor %s = %+v; want reset with a new nextCursor", cursor, p)
+	}
+	head := p.NextCursor
+	s := n.openStream(t, ws, tok, "", "Last-Event-ID", cursor)
+	expectReset(t, s, head)
+	live := n.publish(t, ws, chat(1000))
+	if f := s.events(t, 1); f[0].ID != live.ID {
+		t.Fatalf("after the reset got %s; want live %s", f[0].ID, live.ID)
+	}
+	// The head the client was given continues without a gap.
+	after := n.poll(t, ws, tok, "cursor="+head)
+	if after.Reset || len(after.Events) != 1 || after.Events[0].ID != live.ID {
+		t.Fatalf("poll from the reset head %s = %+v; want exactly %s", head, after, live.ID)
+	}
+}
+
+func TestResetOnTrimmedCursor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_RETENTION"] = "10"
+		n := startNode(t, env)
+		tok := token(t, "u1", []string{"ws1"})
+		ids := n.publishN(t, "ws1", 300)
+		kept, _ := n.pollAll(t, "ws1", tok, "0")
+		if len(kept) < 10 || len(kept) >= 300 || kept[len(kept)-1] != ids[299] {
+			t.Fatalf("retention kept %d events ending %s", len(kept), kept[len(kept)-1])
+		}
+		firstKept := len(ids) - len(kept)
+		if ids[firstKept] != kept[0] {
+			t.Fatalf("oldest kept %s; want %s", kept[0], ids[firstKept])
+		}
+		// The last trimmed event's id lost nothing: no reset.
+		lastTrimmed := ids[firstKept-1]
+		got, _ := n.pollAll(t, "ws1", tok, lastTrimmed)
+		if len(got) != len(kept) {
+			t.Fatalf("poll from the last trimmed id returned %d events; want %d", len(got), len(kept))
+		}
+		s := n.openStream(t, "ws1", tok, "lastEventId="+lastTrimmed)
+		s.first(t)
+		if f := s.events(t, 1); f[0].ID != kept[0] {
+			t.Fatalf("stream from the last trimmed id starts at %s; want %s", f[0].ID, kept[0])
+		}
+		s.close()
+		// One earlier lost an event.
+		p := n.poll(t, "ws1", tok, "cursor="+ids[firstKept-2])
+		if !p.Reset || p.NextCursor != ids[299] {
+			t.Fatalf("poll from a trimmed cursor = %+v; want reset at %s", p, ids[299])
+		}
+		checkLost(t, n, "ws1", ids[0])
+	})
+}
+
+func TestResetAfterEmbeddedLogRestart(t *testing.T) {
+	n := startNode(t, nil)
+	ids := n.publishN(t, "ws1", 3)
+	if err := n.stop(); err != nil {
+		t.Fatal(err)
+	}
+	n2 := startNode(t, nil)
+	checkLost(t, n2, "ws1", ids[2])
+}
+
+func TestResetAfterRedisFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNode(t, redisEnv(srv))
+	ids := n.publishN(t, "ws1", 3)
+	srv.FlushAll()
+	// The workspace is quiet: the cursor must still be recognised as lost.
+	checkLost(t, n, "ws1", ids[2])
+}
+
+func TestResetAfterRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNode(t, redisEnv(srv))
+	tok := token(t, "u1", []string{"ws1"})
+	ids := n.publishN(t, "ws1", 3)
+	// A stream open across the restart is told to reset too.
+	open := n.openStream(t, "ws1", tok, "", "Last-Event-ID", ids[2])
+	open.first(t)
+	srv.Restart()
+	waitReady(t, n)
+	checkLost(t, n, "ws1", ids[2])
+	// The stream that stayed open across the restart is told to reset as
+	// soon as the node's notification feed is back, without reconnecting.
+	for {
+		f, ok := open.next(t)
+		if !ok {
+			t.Fatal("the open stream ended instead of resetting")
+		}
+		if f.Event == "sync.reset" {
+			break
+		}
+		if f.Event == "chat.message" {
+			t.Fatalf("event %s delivered across the restart without a reset", f.ID)
+		}
+	}
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(t *testing.T, n *node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		resp, _ := do(t, "GET", n.URL+"/readyz", "", "")
+		if resp.StatusCode == 200 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node not ready: %d", resp.StatusCode)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func TestTwoNodesOneRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	env := redisEnv(srv)
+	a, b := startNode(t, env), startNode(t, env)
+	tok := token(t, "u1", []string{"ws1"})
+	sb := b.openStream(t, "ws1", tok, "")
+	sb.first(t)
+	ids := a.publishN(t, "ws1", 5)
+	got := frameIDs(sb.events(t, 5))
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("node B streamed %v; want what node A published %v", got, ids)
+	}
+	// A client moves from B to A mid-way: it resumes with B's id on A.
+	sa := a.openStream(t, "ws1", tok, "", "Last-Event-ID", got[2])
+	sa.first(t)
+	more := b.publish(t, "ws1", chat(9)).ID
+	if d := strings.Join(frameIDs(sa.events(t, 3)), ","); d != strings.Join([]string{ids[3], ids[4], more}, ",") {
+		t.Fatalf("resumed on A: %s; want %s,%s,%s", d, ids[3], ids[4], more)
+	}
+	// And polls agree across nodes.
+	pa, _ := a.pollAll(t, "ws1", tok, "0")
+	pb, _ := b.pollAll(t, "ws1", tok, "0")
+	if strings.Join(pa, ",") != strings.Join(pb, ",") || len(pa) != 6 {
+		t.Fatalf("node polls differ: A %v, B %v", pa, pb)
+	}
+}
+
+func TestServiceRestartKeepsRedisHistory(t *testing.T) {
+	srv := redistest.Start(t)
+	env := redisEnv(srv)
+	a := startNode(t, env)
+	ids := a.publishN(t, "ws1", 3)
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, env)
+	tok := token(t, "u1", []string{"ws1"})
+	s := b.openStream(t, "ws1", tok, "", "Last-Event-ID", ids[0])
+	s.first(t)
+	f := s.events(t, 2)
+	if f[0].ID != ids[1] || f[1].ID != ids[2] {
+		t.Fatalf("after a service restart resumed %v; want %v", frameIDs(f), ids[1:])
+	}
+	if p := b.poll(t, "ws1", tok, "cursor="+ids[0]); p.Reset || len(p.Events) != 2 {
+		t.Fatalf("poll after a service restart = %+v; want the 2 later events, no reset", p)
+	}
+	if next := b.publish(t, "ws1", chat(4)).ID; !strings.HasPrefix(next, strings.Split(ids[0], "-")[0]+"-") {
+		t.Fatalf("id after restart %s is not in the same epoch as %s", next, ids[0])
+	}
+}
+
+// Keys are hash-tagged by workspace, so each workspace lives in one Redis
+// Cluster slot and every script touches a single slot.
+func TestRedisKeysAreHashTagged(t *testing.T) {
+	srv := redistest.Start(t)
+	env := redisEnv(srv)
+	n := startNode(t, env)
+	n.publish(t, "team-7", chat(1))
+	keys, err := srv.Client().Keys(t.Context(), env["REALTIME_REDIS_PREFIX"]+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{env["REALTIME_REDIS_PREFIX"] + ":{team-7}:s": true, env["REALTIME_REDIS_PREFIX"] + ":{team-7}:m": true}
+	if len(keys) != 2 || !want[keys[0]] || !want[keys[1]] {
+		t.Fatalf("keys %v; want %v", keys, want)
+	}
+}
