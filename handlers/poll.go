@@ -33,6 +33,9 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, streams context
 		stop := context.AfterFunc(streams, cancel)
 		defer stop()
 		p := appmw.PrincipalFromContext(r.Context())
+		if q.Wait > 0 {
+			logger.DebugContext(r.Context(), "long poll", "cursor", q.Cursor, "wait", q.Wait.String())
+		}
 		res, err := poll.Poll(ctx, log, chi.URLParam(r, "workspaceID"), p.UserID, q)
 		if err != nil {
 			if r.Context().Err() != nil {

@@ -76,7 +76,20 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, streams conte
 		// The retry: frame goes out only now that the subscription is
 		// live: a client that has read it misses nothing published later.
 		pos := cursor
-		buf := appendRetry(make([]byte, 0, 4096), cfg.retry())
+		buf := make([]byte, 0, 4096)
+		if fromHead {
+			// One block carries both the reconnection time and the
+			// resume point: a client that drops before any event comes
+			// back from here, not "from now", and misses nothing.
+			buf = append(buf, "retry: "...)
+			buf = strconv.AppendInt(buf, cfg.retry().Milliseconds(), 10)
+			buf = append(buf, "\nid: "...)
+			buf, _ = first.Position.AppendText(buf)
+			buf = append(buf, "\n\n"...)
+			pos = first.Position
+		} else {
+			buf = appendRetry(buf, cfg.retry())
+		}
 		buf = appendBatch(buf, first, &pos)
 		if first.Reset {
 			logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", cursor, "head", first.Position)
