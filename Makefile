@@ -1,0 +1,30 @@
+# realtime: see README.md.
+GO ?= go
+BIN := bin/realtime
+
+.PHONY: run test check build bench fuzz clean
+
+## run: the service in dev mode (embedded log, generated key, prints a token)
+run:
+	$(GO) run ./cmd/realtime serve --dev --addr 127.0.0.1:8080
+
+## test: every test, with the race detector (needs redis-server for the Redis half)
+test:
+	$(GO) test -race -count=1 ./...
+
+## check: formatting, vet, then the tests
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(MAKE) test
+
+## build: the binary in bin/
+build:
+	$(GO) build -o $(BIN) ./cmd/realtime
+
+## fuzz: a short run of each fuzz target
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseID$$' -fuzztime 20s ./stream
+
+clean:
+	rm -rf bin

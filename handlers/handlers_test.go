@@ -1,0 +1,216 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/realtime-dev/realtime"
+	"github.com/realtime-dev/realtime/handlers"
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+	"github.com/realtime-dev/realtime/stream/streamtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var secret = []byte("handlers-test-secret-handlers-test-secret")
+
+func newHandler(t *testing.T, cfg handlers.Config, log stream.Log, streams context.Context) http.Handler {
+	t.Helper()
+	v, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return handlers.New(slog.New(slog.NewTextHandler(t.Output(), nil)), cfg, log, v, streams)
+}
+
+func TestOpenAPIIsValid(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(realtime.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(t.Context()); err != nil {
+		t.Fatalf("openapi.yaml is not valid OpenAPI: %v", err)
+	}
+}
+
+// The router serves exactly the operations openapi.yaml lists.
+func TestRoutesMatchOpenAPI(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(realtime.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			spec = append(spec, method+" "+path)
+		}
+	}
+	log := stream.NewMemory(stream.MemoryConfig{})
+	defer log.Close()
+	h := newHandler(t, handlers.Config{}, log, t.Context())
+	var served []string
+	err = chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		served = append(served, method+" "+route)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(spec)
+	slices.Sort(served)
+	if d := cmp.Diff(spec, served); d != "" {
+		t.Fatalf("routes (-openapi.yaml +router):\n%s", d)
+	}
+}
+
+// streamFor runs the stream handler for ws in a goroutine and returns the
+// recorder and a channel closed when the handler returns.
+func streamFor(t *testing.T, h http.Handler, ctx context.Context, tok, query string) (*httptest.ResponseRecorder, chan struct{}) {
+	req := httptest.NewRequestWithContext(ctx, "GET", "/v1/workspaces/ws1/events/stream?"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(rec, req)
+	}()
+	return rec, done
+}
+
+func mint(t *testing.T, ttl time.Duration) string {
+	t.Helper()
+	tok, err := appmw.IssueToken(secret, appmw.TokenSpec{Subject: "u1", Workspaces: []string{"ws1"}, TTL: ttl}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// frames splits an SSE body into its blocks, each with its lines joined by
+// "|", heartbeats abbreviated, retry values and ids normalised.
+func frames(body string) []string {
+	var out []string
+	for _, block := range strings.Split(strings.TrimSuffix(body, "\n\n"), "\n\n") {
+		lines := strings.Split(block, "\n")
+		for i, l := range lines {
+			switch {
+			case strings.HasPrefix(l, "retry: "):
+				lines[i] = "retry"
+			case strings.HasPrefix(l, "id: "):
+				lines[i] = "id"
+			case strings.HasPrefix(l, "data: {\"id\""):
+				lines[i] = "data"
+			}
+		}
+		out = append(out, strings.Join(lines, "|"))
+	}
+	return out
+}
+
+func TestHeartbeatAfterSilenceOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := stream.NewMemory(stream.MemoryConfig{})
+		defer log.Close()
+		h := newHandler(t, handlers.Config{Heartbeat: 15 * time.Second}, log, t.Context())
+		ctx, cancel := context.WithCancel(t.Context())
+		rec, done := streamFor(t, h, ctx, mint(t, time.Hour), "")
+		time.Sleep(10 * time.Second)
+		if _, err := log.Append(t.Context(), streamtest.Ev("ws1", "chat.message", 1)); err != nil {
+			t.Fatal(err)
+		}
+		// Silence from 10s: heartbeats at 25s and 40s, none at 15s or 30s.
+		time.Sleep(36 * time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+		want := []string{"retry|id", "id|event: chat.message|data", "event: heartbeat|data: {}", "event: heartbeat|data: {}"}
+		if d := cmp.Diff(want, frames(rec.Body.String())); d != "" {
+			t.Fatalf("frames (-want +got):\n%s\nbody:\n%s", d, rec.Body.String())
+		}
+	})
+}
+
+func TestStreamEndsWhenTokenExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := stream.NewMemory(stream.MemoryConfig{})
+		defer log.Close()
+		h := newHandler(t, handlers.Config{Heartbeat: 15 * time.Second}, log, t.Context())
+		start := time.Now()
+		_, done := streamFor(t, h, t.Context(), mint(t, 40*time.Second), "")
+		<-done
+		if took := time.Since(start); took != 40*time.Second {
+			t.Fatalf("stream ended after %v; want at the token's expiry, 40s", took)
+		}
+	})
+}
+
+func TestDrainTellsStreamsToComeBackSoon(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := stream.NewMemory(stream.MemoryConfig{})
+		defer log.Close()
+		streams, drain := context.WithCancel(t.Context())
+		h := newHandler(t, handlers.Config{Retry: 10 * time.Second}, log, streams)
+		rec, done := streamFor(t, h, t.Context(), mint(t, time.Hour), "")
+		time.Sleep(time.Second)
+		drain()
+		<-done
+		body := rec.Body.String()
+		last := body[strings.LastIndex(strings.TrimSuffix(body, "\n\n"), "\n\n")+2:]
+		if !strings.HasPrefix(last, "retry: ") {
+			t.Fatalf("last frame %q; want a retry hint", last)
+		}
+		var ms int
+		if _, err := fmt.Sscanf(last, "retry: %d", &ms); err != nil || ms >= 1000 {
+			t.Fatalf("drain retry %q; want under a second (the normal hint is 10s)", last)
+		}
+		// A stream that arrives while draining gets only the hint.
+		rec, done = streamFor(t, h, t.Context(), mint(t, time.Hour), "")
+		<-done
+		if f := frames(rec.Body.String()); len(f) != 1 || f[0] != "retry" || rec.Code != 200 {
+			t.Fatalf("stream during drain: %d %q; want 200 and one retry frame", rec.Code, rec.Body.String())
+		}
+		// Readiness says so.
+		req := httptest.NewRequest("GET", "/readyz", nil)
+		rr := httptest.NewRecorder()
+		h.ServeHTTP(rr, req)
+		if rr.Code != 503 {
+			t.Fatalf("readyz while draining: %d; want 503", rr.Code)
+		}
+	})
+}
+
+// Long polls wait on the hub, not on a clock of their own.
+func TestLongPollTimesOutEmpty(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := stream.NewMemory(stream.MemoryConfig{})
+		defer log.Close()
+		h := newHandler(t, handlers.Config{}, log, t.Context())
+		head, _ := log.Head(t.Context(), "ws1")
+		req := httptest.NewRequest("GET", "/v1/workspaces/ws1/events?wait=20&cursor="+head.String(), nil)
+		req.Header.Set("Authorization", "Bearer "+mint(t, time.Hour))
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		h.ServeHTTP(rec, req)
+		if took := time.Since(start); took != 20*time.Second {
+			t.Fatalf("empty long poll answered after %v; want 20s", took)
+		}
+		want := `{"events":[],"nextCursor":"` + head.String() + `","hasMore":false,"reset":false}`
+		if got := strings.TrimSpace(rec.Body.String()); got != want {
+			t.Fatalf("empty long poll = %s; want %s", got, want)
+		}
+	})
+}
