@@ -1,0 +1,83 @@
+package poll_test
+
+import (
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/realtime-dev/realtime/poll"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+func TestParseQuery(t *testing.T) {
+	tests := []struct {
+		name    string
+		query   string
+		maxWait time.Duration
+		want    poll.Query
+		param   string // the parameter blamed, "" for success
+	}{
+		{"defaults", "", 30 * time.Second, poll.Query{Limit: 100}, ""},
+		{"from oldest", "cursor=0", 30 * time.Second, poll.Query{HasCursor: true, Limit: 100}, ""},
+		{"cursor", "cursor=z-5", 30 * time.Second, poll.Query{Cursor: stream.ID{Epoch: 35, Seq: 5}, HasCursor: true, Limit: 100}, ""},
+		{"limit and wait", "limit=1000&wait=30", 30 * time.Second, poll.Query{Limit: 1000, Wait: 30 * time.Second}, ""},
+		{"wait clamped to the server cap", "wait=30", 10 * time.Second, poll.Query{Limit: 100, Wait: 10 * time.Second}, ""},
+		{"types", "types=approval.*,chat.message", 30 * time.Second, poll.Query{Limit: 100, Types: []string{"approval.*", "chat.message"}}, ""},
+		{"empty cursor", "cursor=", 30 * time.Second, poll.Query{}, "cursor"},
+		{"bad cursor", "cursor=5", 30 * time.Second, poll.Query{}, "cursor"},
+		{"limit 0", "limit=0", 30 * time.Second, poll.Query{}, "limit"},
+		{"limit 1001", "limit=1001", 30 * time.Second, poll.Query{}, "limit"},
+		{"limit word", "limit=ten", 30 * time.Second, poll.Query{}, "limit"},
+		{"wait negative", "wait=-1", 30 * time.Second, poll.Query{}, "wait"},
+		{"wait 31", "wait=31", 30 * time.Second, poll.Query{}, "wait"},
+		{"wait fractional", "wait=1.5", 30 * time.Second, poll.Query{}, "wait"},
+		{"bad types", "types=a.*.b", 30 * time.Second, poll.Query{}, "types"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := url.ParseQuery(tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := poll.ParseQuery(v, tc.maxWait)
+			var pe *poll.ParamError
+			switch {
+			case tc.param == "" && err != nil:
+				t.Fatalf("ParseQuery(%q) error %v", tc.query, err)
+			case tc.param != "" && (!errors.As(err, &pe) || pe.Param != tc.param):
+				t.Fatalf("ParseQuery(%q) = %v; want a ParamError for %s", tc.query, err, tc.param)
+			case tc.param == "":
+				if d := cmp.Diff(tc.want, got); d != "" {
+					t.Fatalf("ParseQuery(%q) (-want +got):\n%s", tc.query, d)
+				}
+			}
+		})
+	}
+}
+
+// A poll whose page holds only events hidden from the reader keeps
+// scanning instead of answering empty with hasMore, and its cursor moves
+// past what it skipped.
+func TestPollSkipsHiddenEvents(t *testing.T) {
+	log := stream.NewMemory(stream.MemoryConfig{})
+	defer log.Close()
+	for i := range 25 {
+		e := &stream.Event{Type: "chat.message", WorkspaceID: "ws1", TargetUserID: "someone-else", Data: []byte(`{}`)}
+		if i == 24 {
+			e.TargetUserID = ""
+		}
+		if _, err := log.Append(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := poll.Poll(t.Context(), log, "ws1", "u1", poll.Query{HasCursor: true, Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 1 || res.Events[0].ID.Seq != 25 || res.NextCursor.Seq != 25 || res.HasMore {
+		t.Fatalf("Poll = %d events, next %s, hasMore %v; want the one visible event (seq 25), next at it, no more", len(res.Events), res.NextCursor, res.HasMore)
+	}
+}
