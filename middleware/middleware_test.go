@@ -1,0 +1,109 @@
+package middleware_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/realtime-dev/realtime/middleware"
+)
+
+func TestRedactQuery(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"cursor=0&limit=5", "cursor=0&limit=5"},
+		{"access_token=abc.def.ghi&cursor=0", "access_token=REDACTED&cursor=0"},
+		{"cursor=0&access_token=a&access_token=b", "access_token=REDACTED&cursor=0"},
+		{"%zz&access_token=abc", "(unparsable query redacted)"},
+	}
+	for _, tc := range tests {
+		if got := middleware.RedactQuery(tc.in); got != tc.want {
+			t.Errorf("RedactQuery(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRequestLogCarriesRequestIDAndNoToken(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(middleware.LogHandler(slog.NewJSONHandler(&buf, nil)))
+	h := middleware.RequestLog(logger)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		middleware.AddLogAttrs(r.Context(), slog.String("event_id", "e1"))
+		logger.InfoContext(r.Context(), "inside")
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	for _, tc := range []struct{ sent, want string }{
+		{"client-id-1", "client-id-1"},
+		{"bad id with spaces", ""},
+	} {
+		buf.Reset()
+		req := httptest.NewRequest("GET", "/x?access_token=secret.token.value&cursor=0", nil)
+		req.Header.Set(middleware.RequestIDHeader, tc.sent)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		id := rec.Header().Get(middleware.RequestIDHeader)
+		if tc.want != "" && id != tc.want || tc.want == "" && (id == "" || id == tc.sent) {
+			t.Errorf("request id for %q = %q", tc.sent, id)
+		}
+		out := buf.String()
+		if strings.Contains(out, "secret.token.value") {
+			t.Errorf("the log holds the token:\n%s", out)
+		}
+		if strings.Count(out, `"request_id":"`+id+`"`) != 2 || strings.Count(out, `"event_id":"e1"`) != 2 || !strings.Contains(out, `"status":418`) {
+			t.Errorf("log lines lack the request's attributes:\n%s", out)
+		}
+	}
+}
+
+func TestAuthenticateTokenSources(t *testing.T) {
+	secret := []byte("middleware-test-secret-middleware-test")
+	v, err := middleware.NewVerifier(middleware.AuthConfig{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := middleware.IssueToken(secret, middleware.TokenSpec{Subject: "u1", Workspaces: []string{"w"}, TTL: time.Minute}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed error
+	h := middleware.Authenticate(v, func(w http.ResponseWriter, r *http.Request, err error) {
+		failed = err
+		w.WriteHeader(401)
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := middleware.PrincipalFromContext(r.Context()); p == nil || p.UserID != "u1" {
+			t.Errorf("principal %+v", p)
+		}
+	}))
+	tests := []struct {
+		name   string
+		method string
+		setup  func(r *http.Request)
+		ok     bool
+	}{
+		{"header", "POST", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }, true},
+		{"header, lowercase scheme", "GET", func(r *http.Request) { r.Header.Set("Authorization", "bearer "+tok) }, true},
+		{"query on GET", "GET", func(r *http.Request) { r.URL.RawQuery = "access_token=" + tok }, true},
+		{"cookie on GET", "GET", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: middleware.CookieName, Value: tok}) }, true},
+		{"query on POST", "POST", func(r *http.Request) { r.URL.RawQuery = "access_token=" + tok }, false},
+		{"cookie on POST", "POST", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: middleware.CookieName, Value: tok}) }, false},
+		{"bad header beats good query", "GET", func(r *http.Request) {
+			r.Header.Set("Authorization", "Token "+tok)
+			r.URL.RawQuery = "access_token=" + tok
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			failed = nil
+			req := httptest.NewRequest(tc.method, "/", nil)
+			tc.setup(req)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if tc.ok != (failed == nil) {
+				t.Fatalf("status %d, error %v; want ok=%v", rec.Code, failed, tc.ok)
+			}
+		})
+	}
+}
