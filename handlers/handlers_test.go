@@ -126,6 +126,7 @@ func TestHeartbeatAfterSilenceOnly(t *testing.T) {
 		log := stream.NewMemory(stream.MemoryConfig{})
 		defer log.Close()
 		h := newHandler(t, handlers.Config{Heartbeat: 15 * time.Second}, log, t.Context())
+		head, _ := log.Head(t.Context(), "ws1")
 		ctx, cancel := context.WithCancel(t.Context())
 		rec, done := streamFor(t, h, ctx, mint(t, time.Hour), "")
 		time.Sleep(10 * time.Second)
@@ -137,7 +138,7 @@ func TestHeartbeatAfterSilenceOnly(t *testing.T) {
 		synctest.Wait()
 		cancel()
 		<-done
-		want := []string{"retry|id", "id|event: chat.message|data", "event: heartbeat|data: {}", "event: heartbeat|data: {}"}
+		want := []string{"retry|id", `event: ready|data: {"cursor":"` + head.String() + `"}`, "id|event: chat.message|data", "event: heartbeat|data: {}", "event: heartbeat|data: {}"}
 		if d := cmp.Diff(want, frames(rec.Body.String())); d != "" {
 			t.Fatalf("frames (-want +got):\n%s\nbody:\n%s", d, rec.Body.String())
 		}

@@ -90,6 +90,12 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, streams conte
 		} else {
 			buf = appendRetry(buf, cfg.retry())
 		}
+		// A named event a script can observe (retry: and id: lines
+		// dispatch nothing): the stream is live and not held back by a
+		// buffering proxy. It carries the resume point so far.
+		buf = append(buf, "event: ready\ndata: {\"cursor\":\""...)
+		buf, _ = pos.AppendText(buf)
+		buf = append(buf, "\"}\n\n"...)
 		buf = appendBatch(buf, first, &pos)
 		if first.Reset {
 			logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", cursor, "head", first.Position)

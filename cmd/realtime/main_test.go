@@ -383,19 +383,23 @@ func (s *sseStream) events(t *testing.T, count int) []frame {
 		if !ok {
 			t.Fatalf("stream ended after %d of %d events", len(out), count)
 		}
-		if f.Event != "" && f.Event != "heartbeat" && f.Data != "" {
+		if f.Event != "" && f.Event != "heartbeat" && f.Event != "ready" && f.Data != "" {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-// first reads the first frame, which must be the retry: hint.
+// first reads the opening frames: the retry: hint, then the ready event.
 func (s *sseStream) first(t *testing.T) {
 	t.Helper()
 	f, ok := s.next(t)
 	if !ok || f.Retry == "" || f.Event != "" || f.Data != "" {
 		t.Fatalf("first frame %+v (ok=%v); want a retry: frame", f, ok)
+	}
+	f, ok = s.next(t)
+	if !ok || f.Event != "ready" || f.HasID || !strings.HasPrefix(f.Data, `{"cursor":"`) {
+		t.Fatalf("second frame %+v (ok=%v); want the ready event", f, ok)
 	}
 }
 
