@@ -19,6 +19,10 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, au
 	r.Method(http.MethodGet, "/healthz", handleHealth())
 	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
+	r.Method(http.MethodGet, "/", handleDashboard(cfg.DevToken))
+	r.Method(http.MethodGet, "/app.js", handleAsset("app.js", "text/javascript; charset=utf-8"))
+	r.Method(http.MethodGet, "/app.css", handleAsset("app.css", "text/css; charset=utf-8"))
+	r.Method(http.MethodGet, "/client/realtime.js", handleAsset("realtime.js", "text/javascript; charset=utf-8"))
 	r.Group(func(r chi.Router) {
 		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
 		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, schemas))

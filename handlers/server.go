@@ -30,6 +30,9 @@ type Config struct {
 	Queue int
 	// MaxBody bounds a publish body (64 KiB).
 	MaxBody int64
+	// DevToken, when set (only under --dev), is embedded in the dashboard
+	// so that it signs itself in.
+	DevToken string
 }
 
 func (c Config) withDefaults() Config {

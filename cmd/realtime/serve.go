@@ -50,12 +50,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer log.Close()
 	logger.Info("starting", "config", cfg)
 
+	var devToken string
+	if cfg.Dev {
+		if devToken, err = issueDevToken(secret, cfg); err != nil {
+			return err
+		}
+	}
 	streams, stopStreams := context.WithCancel(context.Background())
 	defer stopStreams()
 	srv := &http.Server{
 		Handler: handlers.New(logger, handlers.Config{
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
-			MaxWait: cfg.MaxWait, Queue: cfg.Queue,
+			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken,
 		}, log, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -71,9 +77,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	if cfg.Dev {
-		if err := printDevHelp(stdout, secret, cfg, ln.Addr()); err != nil {
-			return err
-		}
+		printDevHelp(stdout, devToken, ln.Addr())
 	}
 	errc := make(chan error, 1)
 	// Serve returns when Shutdown closes the listener.
@@ -119,17 +123,23 @@ func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (stream.Log, 
 	return l, nil
 }
 
-func printDevHelp(w io.Writer, secret []byte, cfg Config, addr net.Addr) error {
-	tok, err := appmw.IssueToken(secret, appmw.TokenSpec{
+// issueDevToken mints the --dev token: user "dev", every workspace, may
+// publish, valid a day.
+func issueDevToken(secret []byte, cfg Config) (string, error) {
+	return appmw.IssueToken(secret, appmw.TokenSpec{
 		Subject: "dev", Workspaces: []string{"*"}, Scopes: []string{appmw.ScopePublish}, TTL: 24 * time.Hour,
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
 	}, time.Now())
-	if err != nil {
-		return err
-	}
+}
+
+func printDevHelp(w io.Writer, tok string, addr net.Addr) {
 	base := "http://" + displayAddr(addr)
 	fmt.Fprintf(w, `
-dev mode: embedded log; this token is user "dev" on every workspace, valid 24h:
+dev mode: embedded log. Open the dashboard (it signs itself in, with a simulate panel):
+
+  %s/
+
+This token is user "dev" on every workspace, valid 24h:
 
   export TOKEN=%s
 
@@ -141,8 +151,7 @@ dev mode: embedded log; this token is user "dev" on every workspace, valid 24h:
     -d '{"type":"chat.message","data":{"chatId":"general","id":"m1","text":"hello"}}' \
     %s/v1/workspaces/demo/events
 
-`, tok, base, base)
-	return nil
+`, base, tok, base, base)
 }
 
 // displayAddr turns a wildcard listen address into one a browser or curl
