@@ -310,6 +310,7 @@ export function connect(options) {
     let first = true;
     while (!closed && gen === generation) {
       let body;
+      const started = Date.now();
       try {
         // The first request answers at once, so the status is honest.
         const params = { cursor, wait: first ? null : o.pollWait, types: o.types && o.types.join(',') };
@@ -330,11 +331,16 @@ export function connect(options) {
         for (const e of body.events || []) deliver(e);
         if (body.nextCursor) cursor = body.nextCursor;
       }
+      const wasFirst = first;
       if (first) {
         first = false;
         live('polling');
         if (ES) probeLater(gen);
       }
+      // An empty answer long before the wait was up (a proxy that cuts
+      // long requests, a server draining) must not turn into a busy loop.
+      const early = !wasFirst && !body.hasMore && !(body.events || []).length && Date.now() - started < (o.pollWait * 1000) / 2;
+      if (early) await new Promise((r) => later(r, Math.min(1000, (o.pollWait * 1000) / 2)));
     }
   }
 

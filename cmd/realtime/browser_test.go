@@ -359,6 +359,8 @@ func TestBrowserGivesUpThenRetries(t *testing.T) {
 	tok := token(t, "u1", []string{"ws1"})
 	navigate(t, tab, dashboardURL(n.URL, tok, "ws1", "initialDelay=100&maxDelay=300&maxAttempts=3&firstFrameTimeout=1500"))
 	waitJS(t, tab, "live", isLive, 15*time.Second)
+	n.publish(t, "ws1", `{"type":"approval.created","data":{"id":"old","title":"Before the restart"}}`)
+	waitJS(t, tab, "old card", `document.querySelector('#approvals [data-id="old"]') !== null`, 10*time.Second)
 	if err := n.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -376,8 +378,98 @@ func TestBrowserGivesUpThenRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, tab, "live after Retry", isLive, 15*time.Second)
+	// The embedded log restarted empty: the page was told to reset and
+	// rebuilt itself from what the log holds now.
+	waitJS(t, tab, "state rebuilt after sync.reset", `document.querySelector('#approvals [data-id="old"]') === null`, 10*time.Second)
 	n2.publish(t, "ws1", `{"type":"chat.message","data":{"chatId":"g","id":"back","text":"back"}}`)
 	waitJS(t, tab, "message after Retry", `document.querySelector('#chat [data-id="back"]') !== null`, 10*time.Second)
+}
+
+// switchingProxy buffers responses (streams never get through) until
+// passThrough is set, then forwards them as they come.
+type switchingProxy struct {
+	*httptest.Server
+	mu          sync.Mutex
+	passThrough bool
+}
+
+func newSwitchingProxy(t *testing.T, target string) *switchingProxy {
+	t.Helper()
+	sp := &switchingProxy{}
+	sp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		defer resp.Body.Close()
+		sp.mu.Lock()
+		pass := sp.passThrough
+		sp.mu.Unlock()
+		if !pass {
+			body, _ := io.ReadAll(resp.Body) // a stream ends only when the client leaves
+			for k, v := range resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(resp.StatusCode)
+			w.Write(body)
+			return
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		rc := http.NewResponseController(w)
+		buf := make([]byte, 32<<10)
+		for {
+			k, err := resp.Body.Read(buf)
+			if k > 0 {
+				w.Write(buf[:k])
+				rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(func() {
+		sp.CloseClientConnections()
+		sp.Close()
+	})
+	return sp
+}
+
+func (sp *switchingProxy) pass() {
+	sp.mu.Lock()
+	sp.passThrough = true
+	sp.mu.Unlock()
+}
+
+// A page pushed to polling by a buffering proxy goes back to streaming by
+// itself once streams get through, without losing or repeating an event.
+func TestBrowserReturnsFromPollingToStreaming(t *testing.T) {
+	n := startNode(t, nil)
+	proxy := newSwitchingProxy(t, n.URL)
+	b := newBrowser(t)
+	tab := b.tab("")
+	tok := token(t, "u1", []string{"ws1"})
+	navigate(t, tab, dashboardURL(proxy.URL, tok, "ws1", fastClient+"&pollWait=2&streamRetryInterval=1000"))
+	waitJS(t, tab, "live over polling", isLivePolling, 20*time.Second)
+	n.publish(t, "ws1", `{"type":"chat.message","data":{"chatId":"g","id":"polled","text":"polled"}}`)
+	waitJS(t, tab, "polled message", `document.querySelector('#chat [data-id="polled"]') !== null`, 15*time.Second)
+	proxy.pass()
+	waitJS(t, tab, "back to streaming", isLive, 20*time.Second)
+	n.publish(t, "ws1", `{"type":"chat.message","data":{"chatId":"g","id":"streamed","text":"streamed"}}`)
+	waitJS(t, tab, "streamed message", `document.querySelector('#chat [data-id="streamed"]') !== null`, 15*time.Second)
+	if got := evalJS[int](t, tab, `document.querySelectorAll('#chat .msg').length`); got != 2 {
+		t.Errorf("chat shows %d messages; want exactly 2", got)
+	}
 }
 
 func TestBrowserWithoutEventSourcePolls(t *testing.T) {
