@@ -3,6 +3,8 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +22,7 @@ import (
 // appender is what publishing needs of the log.
 type appender interface {
 	Append(ctx context.Context, e *stream.Event) (*stream.Event, error)
+	AppendOnce(ctx context.Context, e *stream.Event, once stream.Once) (*stream.Event, bool, error)
 }
 
 // handlePublish appends one event. Every check happens before Append, so
@@ -34,6 +37,12 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *event
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
+		idemKey, hasKey := r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
+		if hasKey && (idemKey == "" || !printable(idemKey, 255)) {
+			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter",
+				detail: "Idempotency-Key must be 1-255 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-255 printable ASCII characters"}})
+			return
+		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 			writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the event as application/json"))
 			return
@@ -69,16 +78,42 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *event
 		}
 		w.Header().Set("X-Correlation-ID", corr)
 		appmw.AddLogAttrs(r.Context(), slog.String("correlation_id", corr), slog.String("event_type", req.Type))
-		e, err := log.Append(r.Context(), &stream.Event{
+		ev := &stream.Event{
 			Type: req.Type, WorkspaceID: ws, TargetUserID: req.TargetUserID, CorrelationID: corr,
 			Source: req.Source, Timestamp: time.Now().UTC(), Data: req.Data,
-		})
+		}
+		var (
+			e        *stream.Event
+			replayed bool
+		)
+		if hasKey {
+			// The fingerprint is of the decoded body, re-encoded with
+			// sorted keys, so formatting differences are not conflicts.
+			canonical, _ := json.Marshal(generic)
+			sum := sha256.Sum256(canonical)
+			e, replayed, err = log.AppendOnce(r.Context(), ev, stream.Once{
+				Key: "publish:" + idemKey, Fingerprint: hex.EncodeToString(sum[:]), TTL: cfg.IdempotencyTTL,
+			})
+		} else {
+			e, err = log.Append(r.Context(), ev)
+		}
+		if errors.Is(err, stream.ErrIdempotencyConflict) {
+			writeError(logger, w, r, &apiError{status: http.StatusUnprocessableEntity, code: "idempotency_key_reused",
+				detail: "this Idempotency-Key was used with a different body", errors: map[string]string{"Idempotency-Key": "used with a different body"}})
+			return
+		}
 		if err != nil {
 			writeError(logger, w, r, err)
 			return
 		}
 		appmw.AddLogAttrs(r.Context(), slog.String("event_id", e.ID.String()))
-		logger.InfoContext(r.Context(), "event published")
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+			w.Header().Set("X-Correlation-ID", e.CorrelationID)
+			logger.InfoContext(r.Context(), "publish replayed", "idempotency_key_hash", shortHash(idemKey))
+		} else {
+			logger.InfoContext(r.Context(), "event published")
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		w.Write(append(e.JSON(), '\n'))
@@ -108,4 +143,10 @@ func printable(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// shortHash names a client-supplied key in logs without logging the key.
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
 }

@@ -30,6 +30,8 @@ type Config struct {
 	Queue int
 	// MaxBody bounds a publish body (64 KiB).
 	MaxBody int64
+	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
+	IdempotencyTTL time.Duration
 	// DevToken, when set (only under --dev), is embedded in the dashboard
 	// so that it signs itself in.
 	DevToken string
@@ -50,6 +52,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Queue <= 0 {
 		c.Queue = stream.DefaultQueue
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = stream.DefaultOnceTTL
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 64 << 10

@@ -16,6 +16,10 @@ var ErrCursorExpired = errors.New("cursor expired")
 // ErrClosed reports use of a Log after Close.
 var ErrClosed = errors.New("log closed")
 
+// ErrIdempotencyConflict reports an AppendOnce key reused for different
+// content.
+var ErrIdempotencyConflict = errors.New("idempotency key reused with different content")
+
 // ErrUnavailable wraps failures of the log's backing store (Redis down):
 // temporary, worth a retry.
 var ErrUnavailable = errors.New("log unavailable")

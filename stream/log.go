@@ -1,6 +1,24 @@
 package stream
 
-import "context"
+import (
+	"context"
+	"time"
+)
+
+// Once identifies an append that must happen at most once.
+type Once struct {
+	// Key names the append within its workspace: a client's
+	// Idempotency-Key, or an upstream event id.
+	Key string
+	// Fingerprint identifies the request's content; a repeat with another
+	// fingerprint is a conflict. Empty: not checked.
+	Fingerprint string
+	// TTL is how long the key is remembered (DefaultOnceTTL when zero).
+	TTL time.Duration
+}
+
+// DefaultOnceTTL is how long AppendOnce remembers a key by default.
+const DefaultOnceTTL = 24 * time.Hour
 
 // Log is the per-workspace event log that the SSE stream and the polling
 // endpoint both read. Memory and redisstream.Log implement it and pass the
@@ -14,6 +32,14 @@ type Log interface {
 	// durable in the log (for Redis: acknowledged by the server). e must not
 	// be modified afterwards.
 	Append(ctx context.Context, e *Event) (*Event, error)
+
+	// AppendOnce is Append made safe to repeat: the first call with a given
+	// once.Key in e's workspace appends and records the result for
+	// once.TTL; a later call with the same key within that window appends
+	// nothing and returns the recorded event with replayed set, or, if its
+	// once.Fingerprint differs from the first one's (and both are set),
+	// ErrIdempotencyConflict. Concurrent calls with one key append once.
+	AppendOnce(ctx context.Context, e *Event, once Once) (ev *Event, replayed bool, err error)
 
 	// Read returns up to limit events of workspace that follow the cursor
 	// after, in log order, and the log's head. The zero cursor means "from

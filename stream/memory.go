@@ -40,6 +40,13 @@ type Memory struct {
 type memLog struct {
 	seq    uint64   // seq of the newest event
 	events []*Event // retained events, oldest first
+	once   map[string]onceRecord
+}
+
+type onceRecord struct {
+	fingerprint string
+	event       *Event
+	expires     time.Time
 }
 
 // NewMemory returns an empty embedded log.
@@ -81,11 +88,58 @@ func (m *Memory) Append(ctx context.Context, e *Event) (*Event, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
-	l := m.logs[e.WorkspaceID]
-	if l == nil {
-		l = &memLog{}
-		m.logs[e.WorkspaceID] = l
+	return m.appendLocked(e), nil
+}
+
+// AppendOnce implements Log.
+func (m *Memory) AppendOnce(ctx context.Context, e *Event, once Once) (*Event, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
 	}
+	if _, err := e.Body(); err != nil {
+		return nil, false, err
+	}
+	if once.TTL <= 0 {
+		once.TTL = DefaultOnceTTL
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false, ErrClosed
+	}
+	l := m.log(e.WorkspaceID)
+	now := time.Now()
+	if r, ok := l.once[once.Key]; ok && now.Before(r.expires) {
+		if r.fingerprint != "" && once.Fingerprint != "" && r.fingerprint != once.Fingerprint {
+			return nil, false, ErrIdempotencyConflict
+		}
+		return r.event, true, nil
+	}
+	if len(l.once) > 4*m.retention {
+		// Bound the memory of keys: drop the expired ones.
+		for k, r := range l.once {
+			if !now.Before(r.expires) {
+				delete(l.once, k)
+			}
+		}
+	}
+	e = m.appendLocked(e)
+	l.once[once.Key] = onceRecord{fingerprint: once.Fingerprint, event: e, expires: now.Add(once.TTL)}
+	return e, false, nil
+}
+
+func (m *Memory) log(ws string) *memLog {
+	l := m.logs[ws]
+	if l == nil {
+		l = &memLog{once: make(map[string]onceRecord)}
+		m.logs[ws] = l
+	}
+	return l
+}
+
+// appendLocked appends e; m.mu must be held.
+func (m *Memory) appendLocked(e *Event) *Event {
+	l := m.log(e.WorkspaceID)
 	l.seq++
 	e.ID = ID{Epoch: m.epoch, Seq: l.seq}
 	l.events = append(l.events, e)
@@ -100,7 +154,7 @@ func (m *Memory) Append(ctx context.Context, e *Event) (*Event, error) {
 	}
 	// Fan-out under m.mu keeps hub order equal to log order; it never blocks.
 	m.hub.Publish(e)
-	return e, nil
+	return e
 }
 
 // retained returns the events kept for reading: the newest retention ones.

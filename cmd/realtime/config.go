@@ -43,6 +43,9 @@ type Config struct {
 	Queue int
 	// MaxWait caps long polls (REALTIME_MAX_WAIT; 30s, at most 30s).
 	MaxWait time.Duration
+	// IdempotencyTTL is how long a publish's Idempotency-Key is remembered
+	// (REALTIME_IDEMPOTENCY_TTL; 24h).
+	IdempotencyTTL time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (REALTIME_SHUTDOWN_TIMEOUT; 15s).
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (REALTIME_LOG_LEVEL; info).
@@ -56,7 +59,7 @@ func defaultConfig() Config {
 	return Config{
 		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
-		Queue: 256, MaxWait: 30 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
 	}
 }
 
@@ -72,7 +75,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("jwt_issuer", c.JWTIssuer), slog.String("jwt_audience", c.JWTAudience),
 		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
-		slog.String("max_wait", c.MaxWait.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Bool("dev", c.Dev),
 	)
 }
@@ -123,6 +126,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envInt("REALTIME_QUEUE", &c.Queue)
 	envDur("REALTIME_MAX_WAIT", &c.MaxWait)
 	envDur("REALTIME_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	envDur("REALTIME_IDEMPOTENCY_TTL", &c.IdempotencyTTL)
 	level := strings.ToLower(getenv("REALTIME_LOG_LEVEL"))
 	if v, ok := env("REALTIME_DEV"); ok {
 		b, err := strconv.ParseBool(v)
@@ -145,6 +149,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "bound on each stream write (REALTIME_WRITE_TIMEOUT)")
 	fs.IntVar(&c.Queue, "queue", c.Queue, "events a stream may fall behind before it is closed (REALTIME_QUEUE)")
 	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest long poll (REALTIME_MAX_WAIT)")
+	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (REALTIME_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (REALTIME_LOG_LEVEL)")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, generated key, print a dev token (REALTIME_DEV)")
@@ -174,7 +179,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}} {
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}} {
 		if d.v <= 0 {
 			problems = append(problems, d.name+" must be positive")
 		}

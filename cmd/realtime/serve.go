@@ -61,7 +61,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv := &http.Server{
 		Handler: handlers.New(logger, handlers.Config{
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
-			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken,
+			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 		}, log, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -2,6 +2,8 @@ package redisstream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,6 +121,19 @@ redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
 return {e, seq}
 `)
 
+// appendOnceScript: KEYS stream, meta, once; ARGV body, maxlen, channel,
+// fingerprint, ttl ms. The once key records "fingerprint\nepoch\nseq\nbody"
+// of the first append, in the workspace's slot.
+var appendOnceScript = redis.NewScript(ensureEpoch + `
+local rec = redis.call('GET', KEYS[3])
+if rec then return {'replay', rec} end
+local seq = redis.call('HINCRBY', KEYS[2], 's', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'b', ARGV[1])
+redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
+redis.call('SET', KEYS[3], ARGV[4] .. '\n' .. e .. '\n' .. seq .. '\n' .. ARGV[1], 'PX', ARGV[5])
+return {e, seq}
+`)
+
 // readScript: KEYS stream, meta; ARGV cursor epoch ("" for the zero
 // cursor), cursor seq, limit (0: head only). Returns {epoch, head seq,
 // first retained seq or head+1, entries}. Whether the cursor continues is
@@ -174,6 +189,61 @@ func (l *Log) Append(ctx context.Context, e *stream.Event) (*stream.Event, error
 	}
 	e.ID = stream.ID{Epoch: epoch, Seq: uint64(seq)}
 	return e, nil
+}
+
+// AppendOnce implements stream.Log.
+func (l *Log) AppendOnce(ctx context.Context, e *stream.Event, once stream.Once) (*stream.Event, bool, error) {
+	if l.closed.Load() {
+		return nil, false, stream.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	body, err := e.Body()
+	if err != nil {
+		return nil, false, err
+	}
+	if once.TTL <= 0 {
+		once.TTL = stream.DefaultOnceTTL
+	}
+	ws := e.WorkspaceID
+	sum := sha256.Sum256([]byte(once.Key))
+	onceKey := l.prefix + ":{" + ws + "}:o:" + hex.EncodeToString(sum[:16])
+	res, err := appendOnceScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws), onceKey},
+		body, l.retention, l.channel, once.Fingerprint, once.TTL.Milliseconds()).Slice()
+	if err != nil {
+		return nil, false, unavailable("append once to "+ws, err)
+	}
+	if len(res) == 2 && res[0] == "replay" {
+		rec, _ := res[1].(string)
+		parts := strings.SplitN(rec, "\n", 4)
+		if len(parts) != 4 {
+			return nil, false, fmt.Errorf("append once to %s: bad record", ws)
+		}
+		if parts[0] != "" && once.Fingerprint != "" && parts[0] != once.Fingerprint {
+			return nil, false, stream.ErrIdempotencyConflict
+		}
+		epoch, err1 := strconv.ParseUint(parts[1], 10, 64)
+		seq, err2 := strconv.ParseUint(parts[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, false, fmt.Errorf("append once to %s: bad record", ws)
+		}
+		prev, err := stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(parts[3]))
+		if err != nil {
+			return nil, false, err
+		}
+		return prev, true, nil
+	}
+	if len(res) != 2 {
+		return nil, false, fmt.Errorf("append once to %s: unexpected reply %v", ws, res)
+	}
+	epoch, err1 := parseEpoch(res[0])
+	seq, ok := res[1].(int64)
+	if err1 != nil || !ok || seq <= 0 {
+		return nil, false, fmt.Errorf("append once to %s: unexpected reply %v", ws, res)
+	}
+	e.ID = stream.ID{Epoch: epoch, Seq: uint64(seq)}
+	return e, false, nil
 }
 
 func parseEpoch(v any) (uint64, error) {

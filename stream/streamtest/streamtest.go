@@ -57,6 +57,8 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"TailExactlyOnceUnderConcurrency", testTailConcurrent},
 		{"TailResetsOnLostHistory", testTailReset},
+		{"AppendOnce", testAppendOnce},
+		{"AppendOnceConcurrent", testAppendOnceConcurrent},
 		{"CloseEndsSubscriptions", testClose},
 		{"CancelledContext", testCancelled},
 	}
@@ -519,5 +521,64 @@ func testCancelled(t *testing.T, h Harness) {
 	}
 	if p, err := l.Read(t.Context(), "ws1", stream.ID{}, 10); err != nil || len(p.Events) != 0 {
 		t.Errorf("log after cancelled append holds %d events, %v; want none", len(p.Events), err)
+	}
+}
+
+func testAppendOnce(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	first, replayed, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", 1), stream.Once{Key: "k1", Fingerprint: "f1"})
+	if err != nil || replayed {
+		t.Fatalf("first AppendOnce = %v, replayed %v; want a fresh append", err, replayed)
+	}
+	again, replayed, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", 2), stream.Once{Key: "k1", Fingerprint: "f1"})
+	if err != nil || !replayed || again.ID != first.ID || string(again.JSON()) != string(first.JSON()) {
+		t.Fatalf("repeat = %v replayed %v %s; want the first event %s replayed", err, replayed, again.JSON(), first.JSON())
+	}
+	if _, _, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", 3), stream.Once{Key: "k1", Fingerprint: "f2"}); !errors.Is(err, stream.ErrIdempotencyConflict) {
+		t.Fatalf("same key, other fingerprint: %v; want ErrIdempotencyConflict", err)
+	}
+	// Keys are per workspace; other keys append.
+	other, replayed, err := l.AppendOnce(t.Context(), Ev("ws2", "chat.message", 4), stream.Once{Key: "k1", Fingerprint: "f2"})
+	if err != nil || replayed || other.WorkspaceID != "ws2" {
+		t.Fatalf("same key in another workspace: %v, replayed %v", err, replayed)
+	}
+	if got := readAll(t, l, "ws1", stream.ID{}, 10); len(got) != 1 {
+		t.Fatalf("ws1 holds %v; want only the first append", ids(got))
+	}
+	// After the window the key appends again.
+	short := stream.Once{Key: "k-short", TTL: 30 * time.Millisecond}
+	a, _, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", 5), short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(80 * time.Millisecond) // past the window; only the direction of the wait matters
+	b, replayed, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", 6), short)
+	if err != nil || replayed || b.ID == a.ID {
+		t.Fatalf("after the window: %v replayed %v id %s; want a new append", err, replayed, b.ID)
+	}
+}
+
+func testAppendOnceConcurrent(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	var wg sync.WaitGroup
+	got := make([]stream.ID, 16)
+	for i := range got {
+		wg.Go(func() {
+			e, _, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", i), stream.Once{Key: "same"})
+			if err != nil {
+				t.Errorf("AppendOnce: %v", err)
+				return
+			}
+			got[i] = e.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range got {
+		if id != got[0] {
+			t.Fatalf("concurrent AppendOnce returned %v; want one id", got)
+		}
+	}
+	if all := readAll(t, l, "ws1", stream.ID{}, 100); len(all) != 1 {
+		t.Fatalf("log holds %d events; want 1", len(all))
 	}
 }
