@@ -1,6 +1,7 @@
-// Package realtime holds what the whole service shares and only the module
-// root can embed: the OpenAPI document, the API's contract. The code lives
-// in cmd/, handlers/, stream/, poll/ and middleware/.
+// Package realtime holds the API's contract, which only the module root can
+// embed: the OpenAPI document, and the event schemas read from it
+// (schema.go) that publish and the Event Bus bridge validate against. The
+// rest of the code lives in cmd/, handlers/, stream/, poll/ and middleware/.
 package realtime
 
 import _ "embed"

@@ -7,24 +7,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
 )
-
-// validWorkspace reports whether id can name a workspace: it becomes part
-// of Redis keys (inside a {hash tag}) and of log lines, so no braces, no
-// spaces, no control characters.
-func validWorkspace(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || (c != '_' && c != '.' && c != ':' && c != '-')) {
-			return false
-		}
-	}
-	return true
-}
 
 // authorizeWorkspace admits a request only for a well-formed workspace its
 // token covers.
@@ -32,7 +16,7 @@ func authorizeWorkspace(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ws := chi.URLParam(r, "workspaceID")
-			if !validWorkspace(ws) {
+			if !stream.ValidWorkspace(ws) {
 				writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_workspace", "workspace ids are 1-128 characters of [A-Za-z0-9_.:-], starting with a letter or digit"))
 				return
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/realtime-dev/realtime"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -27,7 +28,7 @@ type appender interface {
 
 // handlePublish appends one event. Every check happens before Append, so
 // bad input never reaches the log.
-func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *eventSchemas) http.Handler {
+func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *realtime.Schemas) http.Handler {
 	type request struct {
 		Type          string          `json:"type"`
 		Data          json.RawMessage `json:"data"`
@@ -57,7 +58,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *event
 			writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
 			return
 		}
-		if p := schemas.validate(generic); p != nil {
+		if p := schemas.ValidatePublish(generic); p != nil {
 			writeError(logger, w, r, p)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/realtime-dev/realtime"
 	"github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/poll"
 	"github.com/realtime-dev/realtime/stream"
@@ -69,9 +70,12 @@ func writeError(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err
 		auth  *middleware.AuthError
 		param *poll.ParamError
 		big   *http.MaxBytesError
+		bad   *realtime.EventError
 	)
 	switch {
 	case errors.As(err, &api):
+	case errors.As(err, &bad):
+		api = &apiError{status: http.StatusUnprocessableEntity, code: bad.Code, detail: bad.Detail, errors: bad.Problems}
 	case errors.As(err, &auth):
 		challenge := `Bearer realm="realtime"`
 		if auth.Presented {

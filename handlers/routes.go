@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/realtime-dev/realtime"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -14,7 +15,7 @@ import (
 // addRoutes is the entire API surface, one line per openapi.yaml
 // operation. Streaming and long-poll routes must never get timeout,
 // buffering or compressing middleware.
-func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context, schemas *eventSchemas) {
+func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context, schemas *realtime.Schemas) {
 	onError := errorWriter(logger)
 	r.Method(http.MethodGet, "/healthz", handleHealth())
 	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/realtime-dev/realtime"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -76,6 +77,6 @@ func New(logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, 
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(logger, w, r, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed here", r.Method))
 	})
-	addRoutes(r, logger, cfg, log, auth, streams, mustLoadSchemas())
+	addRoutes(r, logger, cfg, log, auth, streams, realtime.MustLoadSchemas())
 	return r
 }

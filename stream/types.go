@@ -69,3 +69,21 @@ func Continuous(after ID, epoch, head, first uint64) bool {
 	}
 	return after.Epoch == epoch && after.Seq <= head && after.Seq+1 >= first
 }
+
+// ValidWorkspace reports whether id can name a workspace: 1-128 characters
+// of [A-Za-z0-9_.:-], starting with a letter or digit. Ids become part of
+// Redis keys (inside a {hash tag}) and of log lines, so no braces, spaces
+// or control characters.
+func ValidWorkspace(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || (c != '_' && c != '.' && c != ':' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
