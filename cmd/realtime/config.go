@@ -46,6 +46,17 @@ type Config struct {
 	// IdempotencyTTL is how long a publish's Idempotency-Key is remembered
 	// (REALTIME_IDEMPOTENCY_TTL; 24h).
 	IdempotencyTTL time.Duration
+	// BusStream, when set, bridges that Redis stream of BaseEvents into the
+	// workspace logs (REALTIME_BUS_STREAM; needs REALTIME_REDIS_URL).
+	BusStream string
+	// BusGroup is the consumer group the nodes share (REALTIME_BUS_GROUP; "realtime").
+	BusGroup string
+	// BusDeadLetter receives entries that cannot be bridged
+	// (REALTIME_BUS_DEAD_LETTER; "<stream>:dead").
+	BusDeadLetter string
+	// BusLease bounds how long the bridge stalls when its node dies
+	// (REALTIME_BUS_LEASE; 10s).
+	BusLease time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (REALTIME_SHUTDOWN_TIMEOUT; 15s).
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (REALTIME_LOG_LEVEL; info).
@@ -59,7 +70,7 @@ func defaultConfig() Config {
 	return Config{
 		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
-		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
 	}
 }
 
@@ -76,6 +87,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
 		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
 		slog.Bool("dev", c.Dev),
 	)
 }
@@ -127,6 +139,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envDur("REALTIME_MAX_WAIT", &c.MaxWait)
 	envDur("REALTIME_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	envDur("REALTIME_IDEMPOTENCY_TTL", &c.IdempotencyTTL)
+	c.BusStream = getenv("REALTIME_BUS_STREAM")
+	if v, ok := env("REALTIME_BUS_GROUP"); ok {
+		c.BusGroup = v
+	}
+	c.BusDeadLetter = getenv("REALTIME_BUS_DEAD_LETTER")
+	envDur("REALTIME_BUS_LEASE", &c.BusLease)
 	level := strings.ToLower(getenv("REALTIME_LOG_LEVEL"))
 	if v, ok := env("REALTIME_DEV"); ok {
 		b, err := strconv.ParseBool(v)
@@ -150,6 +168,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.IntVar(&c.Queue, "queue", c.Queue, "events a stream may fall behind before it is closed (REALTIME_QUEUE)")
 	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest long poll (REALTIME_MAX_WAIT)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
+	fs.StringVar(&c.BusStream, "bus-stream", c.BusStream, "Event Bus stream to bridge (REALTIME_BUS_STREAM)")
+	fs.StringVar(&c.BusGroup, "bus-group", c.BusGroup, "consumer group of the bridge (REALTIME_BUS_GROUP)")
+	fs.StringVar(&c.BusDeadLetter, "bus-dead-letter", c.BusDeadLetter, "dead-letter stream (REALTIME_BUS_DEAD_LETTER)")
+	fs.DurationVar(&c.BusLease, "bus-lease", c.BusLease, "bridge lease (REALTIME_BUS_LEASE)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (REALTIME_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (REALTIME_LOG_LEVEL)")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, generated key, print a dev token (REALTIME_DEV)")
@@ -179,10 +201,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}} {
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease}} {
 		if d.v <= 0 {
 			problems = append(problems, d.name+" must be positive")
 		}
+	}
+	if c.BusStream != "" && (c.RedisURL == "" || c.Dev) {
+		problems = append(problems, "REALTIME_BUS_STREAM needs REALTIME_REDIS_URL (the bus lives in Redis), and no --dev")
 	}
 	if c.MaxWait > 30*time.Second {
 		problems = append(problems, "max wait must be at most 30s")

@@ -4,16 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/realtime-dev/realtime"
 	"github.com/realtime-dev/realtime/handlers"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
@@ -71,6 +74,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv.RegisterOnShutdown(stopStreams)
 
+	bridgeDone, err := startBridge(ctx, cfg, log, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { <-bridgeDone }()
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -99,6 +108,46 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// startBridge starts the Event Bus bridge when one is configured. It runs
+// until ctx is done (SIGTERM); the returned channel closes when it has
+// stopped.
+func startBridge(ctx context.Context, cfg Config, log stream.Log, logger *slog.Logger) (<-chan struct{}, error) {
+	done := make(chan struct{})
+	if cfg.BusStream == "" {
+		close(done)
+		return done, nil
+	}
+	rlog, ok := log.(*redisstream.Log)
+	if !ok {
+		close(done)
+		return nil, errors.New("the Event Bus bridge needs the Redis log")
+	}
+	host, _ := os.Hostname()
+	schemas := realtime.MustLoadSchemas()
+	b, err := redisstream.NewBridge(rlog, redisstream.BridgeConfig{
+		Stream: cfg.BusStream, Group: cfg.BusGroup, DeadLetter: cfg.BusDeadLetter, Lease: cfg.BusLease,
+		Consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), appmw.NewID()[:8]),
+		Validate: func(typ string, data json.RawMessage) error {
+			if e := schemas.ValidateData(typ, data); e != nil {
+				return e
+			}
+			return nil
+		},
+		Logger: logger,
+	})
+	if err != nil {
+		close(done)
+		return nil, err
+	}
+	logger.Info("bridging the event bus", "stream", cfg.BusStream, "group", cfg.BusGroup)
+	// Exits when ctx is done; serve waits for done before returning.
+	go func() {
+		defer close(done)
+		b.Run(ctx)
+	}()
+	return done, nil
 }
 
 // openLog picks the log: Redis Streams when a URL is configured (and not in

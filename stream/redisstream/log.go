@@ -95,6 +95,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	return l, nil
 }
 
+// Prefix returns the key prefix.
+func (l *Log) Prefix() string { return l.prefix }
+
 func (l *Log) streamKey(ws string) string { return l.prefix + ":{" + ws + "}:s" }
 func (l *Log) metaKey(ws string) string   { return l.prefix + ":{" + ws + "}:m" }
 

@@ -23,8 +23,15 @@ var prefixes atomic.Int64
 // open returns a Log on srv with a key prefix of its own.
 func open(t *testing.T, srv *redistest.Server, retention int) *redisstream.Log {
 	t.Helper()
+	return openPrefix(t, srv, retention, fmt.Sprintf("t%d", prefixes.Add(1)))
+}
+
+// openPrefix returns a Log on srv under prefix: another node of the same
+// service when the prefix is another Log's.
+func openPrefix(t *testing.T, srv *redistest.Server, retention int, prefix string) *redisstream.Log {
+	t.Helper()
 	l, err := redisstream.New(t.Context(), redisstream.Config{
-		URL: srv.URL(), Prefix: fmt.Sprintf("t%d", prefixes.Add(1)), Retention: retention,
+		URL: srv.URL(), Prefix: prefix, Retention: retention,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func Start(tb testing.TB, extra ...string) *Server {
 	s := &Server{tb: tb, bin: Binary(tb), Port: FreePort(tb), dir: tb.TempDir()}
 	s.args = append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--logfile", "", "--loglevel", "warning",
+		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"), "--loglevel", "warning",
 	}, extra...)
 	s.start()
 	tb.Cleanup(s.Kill)

@@ -1,0 +1,377 @@
+package redisstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// BridgeConfig configures Bridge. Zero values are defaults.
+type BridgeConfig struct {
+	// Stream is the Event Bus: a Redis stream of BaseEvents. Required.
+	Stream string
+	// Group is the consumer group every node joins ("realtime").
+	Group string
+	// Consumer names this node in the group; it must be unique per
+	// process. Required.
+	Consumer string
+	// DeadLetter is the stream that receives what cannot be bridged, with
+	// the reason (Stream + ":dead").
+	DeadLetter string
+	// Validate checks an event's type and data (the API's schemas). An
+	// error sends the entry to the dead-letter stream. Required.
+	Validate func(typ string, data json.RawMessage) error
+	// Lease is how long a node may bridge without renewing its lease; when
+	// it dies, another takes over after at most this long (10s).
+	Lease time.Duration
+	// Batch is how many entries are read at once (100).
+	Batch int
+	// DedupeTTL is how long an upstream id is remembered to drop repeats
+	// (stream.DefaultOnceTTL).
+	DedupeTTL time.Duration
+	// Logger receives what the bridge does.
+	Logger *slog.Logger
+}
+
+// BaseEvent is the Event Bus's envelope.
+type BaseEvent struct {
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	Source        string          `json:"source"`
+	Timestamp     string          `json:"timestamp"`
+	CorrelationID string          `json:"correlationId"`
+	TenantID      string          `json:"tenantId"`
+	UserID        string          `json:"userId"`
+	Version       json.RawMessage `json:"version"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// Bridge moves the Event Bus's BaseEvents into workspace logs.
+//
+// Every node runs one and joins the consumer group, but only the node
+// holding the bridge lease reads: the group hands entries to its consumers
+// in turn, and two nodes appending concurrently could reorder a
+// workspace's events. The lease holder processes entries strictly in
+// stream order: first the entries pending for it (its own retries, and
+// those it claimed with XAUTOCLAIM from a node that died holding them),
+// then new ones. An entry is acknowledged only once its event is in the
+// workspace log (or in the dead-letter stream), and each append is keyed by
+// the upstream event id, so an entry processed twice (a crash between
+// append and ack, a claimed entry) appears once.
+type Bridge struct {
+	log *Log
+	cfg BridgeConfig
+	key string // the lease key
+}
+
+// NewBridge returns a bridge that appends to l.
+func NewBridge(l *Log, cfg BridgeConfig) (*Bridge, error) {
+	if cfg.Stream == "" || cfg.Consumer == "" || cfg.Validate == nil {
+		return nil, errors.New("bridge: Stream, Consumer and Validate are required")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "realtime"
+	}
+	if cfg.DeadLetter == "" {
+		cfg.DeadLetter = cfg.Stream + ":dead"
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 10 * time.Second
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 100
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Logger = cfg.Logger.With("bus", cfg.Stream, "consumer", cfg.Consumer)
+	return &Bridge{log: l, cfg: cfg, key: l.BridgeLeaseKey(cfg.Stream)}, nil
+}
+
+// BridgeLeaseKey returns the key of the bridge lease for bus, for
+// operators and tests.
+func (l *Log) BridgeLeaseKey(bus string) string { return l.prefix + ":bridge:{" + bus + "}:lease" }
+
+// renewScript extends the lease if this consumer still holds it.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// releaseScript drops the lease if this consumer holds it.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Run bridges until ctx is done. It returns nil then; store failures are
+// logged and retried with backoff, never fatal.
+func (b *Bridge) Run(ctx context.Context) error {
+	rdb, cfg := b.log.rdb, b.cfg
+	backoff := 100 * time.Millisecond
+	wait := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	leader, grouped := false, false
+	defer func() {
+		if leader {
+			// Hand over at once rather than after the lease runs out.
+			releaseScript.Run(context.Background(), rdb, []string{b.key}, cfg.Consumer)
+		}
+	}()
+	for ctx.Err() == nil {
+		if !grouped {
+			// "$": the group starts with the events published from now on.
+			err := rdb.XGroupCreateMkStream(ctx, cfg.Stream, cfg.Group, "$").Err()
+			if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+				if ctx.Err() == nil {
+					cfg.Logger.Warn("bridge: cannot create consumer group, retrying", "err", err)
+				}
+				if !wait(backoff) {
+					return nil
+				}
+				backoff = min(backoff*2, 5*time.Second)
+				continue
+			}
+			grouped = true
+		}
+		if !leader {
+			ok, err := rdb.SetNX(ctx, b.key, cfg.Consumer, cfg.Lease).Result()
+			if err != nil || !ok {
+				if !wait(cfg.Lease / 4) {
+					return nil
+				}
+				continue
+			}
+			leader = true
+			cfg.Logger.Info("bridge lease taken: this node bridges the bus")
+			// Whatever another node left pending has been idle for at
+			// least a lease: it is dead or cut off. Take it over first.
+			if err := b.claim(ctx); err != nil {
+				cfg.Logger.Warn("bridge: claim failed", "err", err)
+			}
+		}
+		n, err := renewScript.Run(ctx, rdb, []string{b.key}, cfg.Consumer, cfg.Lease.Milliseconds()).Int()
+		if err != nil || n == 0 {
+			if ctx.Err() != nil {
+				return nil
+			}
+			leader = false
+			cfg.Logger.Warn("bridge lease lost", "err", err)
+			continue
+		}
+		if err := b.step(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			cfg.Logger.Warn("bridge: step failed, retrying", "err", err)
+			if !wait(backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+	return nil
+}
+
+// claim moves to this consumer every entry pending for another one for at
+// least a lease.
+func (b *Bridge) claim(ctx context.Context) error {
+	start := "0-0"
+	for {
+		msgs, next, err := b.log.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: b.cfg.Stream, Group: b.cfg.Group, Consumer: b.cfg.Consumer,
+			MinIdle: b.cfg.Lease, Start: start, Count: int64(b.cfg.Batch),
+		}).Result()
+		if err != nil {
+			return fmt.Errorf("xautoclaim %s: %w", b.cfg.Stream, err)
+		}
+		if len(msgs) > 0 {
+			b.cfg.Logger.Info("bridge: claimed pending entries of a departed node", "count", len(msgs))
+		}
+		if next == "0-0" || next == "" {
+			return nil
+		}
+		start = next
+	}
+}
+
+// step processes one batch: this consumer's pending entries if it has any
+// (in order, before anything new), else new entries.
+func (b *Bridge) step(ctx context.Context) error {
+	rdb, cfg := b.log.rdb, b.cfg
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: cfg.Group, Consumer: cfg.Consumer, Streams: []string{cfg.Stream, "0"}, Count: int64(cfg.Batch), Block: -1,
+	}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read pending: %w", err)
+	}
+	msgs := messages(res)
+	if len(msgs) == 0 {
+		// Short block: the lease must be renewed well within its TTL.
+		res, err = rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: cfg.Group, Consumer: cfg.Consumer, Streams: []string{cfg.Stream, ">"}, Count: int64(cfg.Batch), Block: min(cfg.Lease/4, 2*time.Second),
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read new: %w", err)
+		}
+		msgs = messages(res)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	done := make([]string, 0, len(msgs))
+	var failure error
+	for _, m := range msgs {
+		if err := b.bridge(ctx, m); err != nil {
+			// The log is unavailable: stop here so that order holds; the
+			// entry stays pending and comes first next time.
+			failure = err
+			break
+		}
+		done = append(done, m.ID)
+	}
+	if len(done) > 0 {
+		if err := rdb.XAck(ctx, cfg.Stream, cfg.Group, done...).Err(); err != nil {
+			return fmt.Errorf("xack: %w", err)
+		}
+	}
+	return failure
+}
+
+func messages(res []redis.XStream) []redis.XMessage {
+	if len(res) == 0 {
+		return nil
+	}
+	return res[0].Messages
+}
+
+// bridge moves one entry into its workspace log, or into the dead-letter
+// stream. It errs only when the store fails.
+func (b *Bridge) bridge(ctx context.Context, m redis.XMessage) error {
+	ev, reason := b.translate(m)
+	if reason != "" {
+		return b.deadLetter(ctx, m, reason)
+	}
+	e, replayed, err := b.log.AppendOnce(ctx, ev.Event, stream.Once{Key: "bus:" + ev.upstreamID, TTL: b.cfg.DedupeTTL})
+	if err != nil {
+		return err
+	}
+	b.cfg.Logger.Debug("bridged", "entry", m.ID, "event_id", e.ID.String(), "workspace", e.WorkspaceID,
+		"type", e.Type, "correlation_id", e.CorrelationID, "repeat", replayed)
+	return nil
+}
+
+type translated struct {
+	*stream.Event
+	upstreamID string
+}
+
+// mappedPrefixes are the BaseEvent types the bridge carries.
+var mappedPrefixes = []string{"approval.", "agent.", "notification.", "chat."}
+
+// translate maps an entry to an event, or says why it cannot.
+func (b *Bridge) translate(m redis.XMessage) (translated, string) {
+	be, err := parseBaseEvent(m.Values)
+	if err != nil {
+		return translated{}, "malformed entry: " + err.Error()
+	}
+	mapped := false
+	for _, p := range mappedPrefixes {
+		if strings.HasPrefix(be.Type, p) {
+			mapped = true
+		}
+	}
+	switch {
+	case !mapped:
+		return translated{}, fmt.Sprintf("unmapped event type %q", be.Type)
+	case !stream.ValidType(be.Type):
+		return translated{}, fmt.Sprintf("malformed event type %q", be.Type)
+	case !stream.ValidWorkspace(be.TenantID):
+		return translated{}, fmt.Sprintf("tenantId %q is not a valid workspace id", be.TenantID)
+	}
+	if err := b.cfg.Validate(be.Type, be.Data); err != nil {
+		return translated{}, "schema: " + err.Error()
+	}
+	upstream := be.ID
+	if upstream == "" {
+		upstream = "entry:" + m.ID
+	}
+	e := &stream.Event{
+		Type: be.Type, WorkspaceID: be.TenantID, CorrelationID: be.CorrelationID, Source: be.Source,
+		Data: be.Data, Timestamp: time.Now().UTC(),
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, be.Timestamp); err == nil {
+		e.Timestamp = ts.UTC()
+	}
+	if e.CorrelationID == "" {
+		e.CorrelationID = upstream
+	}
+	if strings.HasPrefix(be.Type, "notification.") {
+		e.TargetUserID = be.UserID
+	}
+	if len(e.CorrelationID) > 128 || len(e.Source) > 128 || len(e.TargetUserID) > 128 {
+		return translated{}, "correlationId, source or userId longer than 128 bytes"
+	}
+	return translated{Event: e, upstreamID: upstream}, ""
+}
+
+// parseBaseEvent reads a BaseEvent from an entry: either one field holding
+// the BaseEvent as JSON (any name, "event" by convention), or one field per
+// BaseEvent member with data as a JSON string.
+func parseBaseEvent(v map[string]any) (BaseEvent, error) {
+	var be BaseEvent
+	if len(v) == 1 {
+		for _, x := range v {
+			s, _ := x.(string)
+			if err := json.Unmarshal([]byte(s), &be); err != nil {
+				return be, fmt.Errorf("the single field is not a BaseEvent: %w", err)
+			}
+		}
+	} else {
+		str := func(k string) string { s, _ := v[k].(string); return s }
+		be = BaseEvent{
+			ID: str("id"), Type: str("type"), Source: str("source"), Timestamp: str("timestamp"),
+			CorrelationID: str("correlationId"), TenantID: str("tenantId"), UserID: str("userId"),
+			Data: json.RawMessage(str("data")),
+		}
+	}
+	if be.Type == "" {
+		return be, errors.New("no type")
+	}
+	if len(be.Data) == 0 || !json.Valid(be.Data) {
+		return be, errors.New("data is missing or not JSON")
+	}
+	return be, nil
+}
+
+// deadLetter records an entry the bridge cannot carry, with the reason.
+func (b *Bridge) deadLetter(ctx context.Context, m redis.XMessage, reason string) error {
+	values := []any{"reason", reason, "entry", m.ID, "bus", b.cfg.Stream}
+	for k, v := range m.Values {
+		values = append(values, "field:"+k, v)
+	}
+	err := b.log.rdb.XAdd(ctx, &redis.XAddArgs{Stream: b.cfg.DeadLetter, MaxLen: 100000, Approx: true, Values: values}).Err()
+	if err != nil {
+		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
+	}
+	b.cfg.Logger.Warn("bus entry dead-lettered", "entry", m.ID, "reason", reason, "dead_letter", b.cfg.DeadLetter)
+	return nil
+}
