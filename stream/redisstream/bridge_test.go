@@ -92,11 +92,11 @@ func TestBridgeMapsAndDeadLetters(t *testing.T) {
 		"correlationId": "c-3", "data": `{"agentId":"g1","status":"running"}`,
 	})
 	bad := map[string]string{
-		add(baseEvent("u4", "billing.invoice.paid", "acme", "", `{"id":"i1"}`)):        "unmapped event type",
-		add(baseEvent("u5", "agent.status.changed", "acme", "", `{"agentId":"g1"}`)):   "schema",
-		add(baseEvent("u6", "chat.reaction", "acme", "", `{"id":"r1"}`)):              "schema: unknown_event_type",
+		add(baseEvent("u4", "billing.invoice.paid", "acme", "", `{"id":"i1"}`)):                  "unmapped event type",
+		add(baseEvent("u5", "agent.status.changed", "acme", "", `{"agentId":"g1"}`)):             "schema",
+		add(baseEvent("u6", "chat.reaction", "acme", "", `{"id":"r1"}`)):                         "schema: unknown_event_type",
 		add(baseEvent("u7", "chat.message", "no{pe}", "", `{"chatId":"c","id":"m","text":"t"}`)): "not a valid workspace id",
-		add(map[string]any{"event": "not json"}):                                         "malformed entry",
+		add(map[string]any{"event": "not json"}):                                                 "malformed entry",
 	}
 	add(baseEvent("u8", "chat.message", "globex", "", `{"chatId":"c","id":"m1","text":"hi"}`))
 
