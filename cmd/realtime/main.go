@@ -1,6 +1,7 @@
 // Command realtime serves workspace events as Server-Sent Events and cursor
 // polling over one event log. `realtime serve` runs the service; `realtime
-// token` mints a token for curl.
+// token` mints a token for curl; `realtime tail` and `realtime publish` are
+// its command-line client.
 package main
 
 import (
@@ -19,7 +20,10 @@ func main() {
 
 const usage = `usage:
   realtime serve [flags]     run the service (realtime serve -h for flags)
-  realtime token [flags]     mint a token from REALTIME_JWT_SECRET (realtime token -h)
+  realtime token [flags]     mint a token from REALTIME_JWT_SECRET
+  realtime tail [flags]      print a workspace's events as they happen (--poll: by long polling)
+  realtime publish [flags]   publish one event
+Each command takes -h.
 `
 
 // run dispatches the subcommand. Tests call it directly.
@@ -33,6 +37,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, args[2:], getenv, stdout, stderr)
 	case "token":
 		return mintToken(args[2:], getenv, stdout, stderr)
+	case "tail":
+		return tailCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "publish":
+		return publishCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
