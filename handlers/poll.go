@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -14,7 +15,7 @@ import (
 
 // handlePoll serves cursor polling and long polling from the same log as
 // the stream, so a polling cursor and an SSE id are interchangeable.
-func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, streams context.Context) http.Handler {
+func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, streams context.Context) http.Handler {
 	type response struct {
 		Events     []*stream.Event `json:"events"`
 		NextCursor stream.ID       `json:"nextCursor"`
@@ -34,6 +35,13 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, streams context
 		defer stop()
 		p := appmw.PrincipalFromContext(r.Context())
 		if q.Wait > 0 {
+			// A waiting long poll holds a connection like a stream does.
+			if !conns.acquire(p.UserID) {
+				w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+				writeError(logger, w, r, errTooManyStreams)
+				return
+			}
+			defer conns.release(p.UserID)
 			logger.DebugContext(r.Context(), "long poll", "cursor", q.Cursor, "wait", q.Wait.String())
 		}
 		res, err := poll.Poll(ctx, log, chi.URLParam(r, "workspaceID"), p.UserID, q)

@@ -28,7 +28,7 @@ type appender interface {
 
 // handlePublish appends one event. Every check happens before Append, so
 // bad input never reaches the log.
-func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *realtime.Schemas) http.Handler {
+func handlePublish(logger *slog.Logger, cfg Config, log appender, limits rateLimiter, schemas *realtime.Schemas) http.Handler {
 	type request struct {
 		Type          string          `json:"type"`
 		Data          json.RawMessage `json:"data"`
@@ -43,6 +43,17 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, schemas *realt
 			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter",
 				detail: "Idempotency-Key must be 1-255 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-255 printable ASCII characters"}})
 			return
+		}
+		if cfg.PublishRate.Per > 0 {
+			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate)
+			if err != nil {
+				writeError(logger, w, r, err)
+				return
+			}
+			if !ok {
+				writeError(logger, w, r, &errRateLimited{wait: wait})
+				return
+			}
 		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 			writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the event as application/json"))

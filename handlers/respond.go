@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/realtime-dev/realtime"
 	"github.com/realtime-dev/realtime/middleware"
@@ -71,8 +72,15 @@ func writeError(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err
 		param *poll.ParamError
 		big   *http.MaxBytesError
 		bad   *realtime.EventError
+		rate  *errRateLimited
 	)
 	switch {
+	case errors.As(err, &rate):
+		w.Header().Set("Retry-After", retryAfterSeconds(rate.wait))
+		api = errorf(http.StatusTooManyRequests, "rate_limited", "this workspace publishes faster than allowed; retry after %s", rate.wait.Round(time.Millisecond))
+	case errors.Is(err, stream.ErrTooManyWorkspaces):
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		api = errorf(http.StatusServiceUnavailable, "node_busy", "this node follows as many workspaces as it may; retry shortly (possibly on another node)")
 	case errors.As(err, &api):
 	case errors.As(err, &bad):
 		api = &apiError{status: http.StatusUnprocessableEntity, code: bad.Code, detail: bad.Detail, errors: bad.Problems}

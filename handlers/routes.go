@@ -17,6 +17,7 @@ import (
 // buffering or compressing middleware.
 func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context, schemas *realtime.Schemas) {
 	onError := errorWriter(logger)
+	conns := newConnLimit(cfg.MaxStreamsPerUser)
 	r.Method(http.MethodGet, "/healthz", handleHealth())
 	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
@@ -26,8 +27,8 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, au
 	r.Method(http.MethodGet, "/client/realtime.js", handleAsset("realtime.js", "text/javascript; charset=utf-8"))
 	r.Group(func(r chi.Router) {
 		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
-		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, schemas))
-		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, streams))
-		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, streams))
+		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, log.(rateLimiter), schemas))
+		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
+		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, streams))
 	})
 }

@@ -31,6 +31,12 @@ type Config struct {
 	Queue int
 	// MaxBody bounds a publish body (64 KiB).
 	MaxBody int64
+	// PublishRate limits publishes per workspace, across nodes; a zero Per
+	// means no limit.
+	PublishRate stream.Rate
+	// MaxStreamsPerUser caps the streams and long polls one user holds open
+	// on this node at once (0: no cap).
+	MaxStreamsPerUser int
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
 	IdempotencyTTL time.Duration
 	// DevToken, when set (only under --dev), is embedded in the dashboard

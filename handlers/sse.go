@@ -27,7 +27,7 @@ var (
 // browser's EventSource gives up for good on any non-200, even a temporary
 // failure before the first byte (log unavailable, draining) is answered
 // with 200 and a retry: hint.
-func handleStream(logger *slog.Logger, cfg Config, log stream.Log, streams context.Context) http.Handler {
+func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, streams context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
 		p := appmw.PrincipalFromContext(r.Context())
@@ -51,6 +51,13 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, streams conte
 			out.write(appendRetry(nil, shortRetry()))
 			return
 		}
+		if !conns.acquire(p.UserID) {
+			// A non-200 would make EventSource give up for good.
+			logger.WarnContext(r.Context(), "stream refused: user at the per-node cap", "cap", cfg.MaxStreamsPerUser)
+			out.write(appendRetry(nil, cfg.retry()))
+			return
+		}
+		defer conns.release(p.UserID)
 
 		// The stream ends when the client leaves, the server drains, or
 		// the token expires, whichever comes first.
@@ -67,7 +74,10 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, streams conte
 		defer tail.Close()
 		first, err := tail.Next(ctx, nil)
 		if err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case errors.Is(err, stream.ErrTooManyWorkspaces):
+				logger.WarnContext(r.Context(), "stream refused: node follows too many workspaces")
+			case ctx.Err() == nil:
 				logger.ErrorContext(r.Context(), "stream could not start, client told to retry", "err", err)
 			}
 			out.write(appendRetry(nil, cfg.retry()))

@@ -101,6 +101,9 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 		// between the read and the wait still wakes us.
 		sub = log.Subscribe(workspace, filter, 1)
 		defer func() { sub.Close() }()
+		if err := sub.Err(); errors.Is(err, stream.ErrTooManyWorkspaces) {
+			return Result{}, err
+		}
 	}
 	var timeout <-chan time.Time
 	cursor := q.Cursor

@@ -6,6 +6,10 @@ import (
 	"sync"
 )
 
+// ErrTooManyWorkspaces is the reason a subscription starts closed: this
+// node already follows as many workspaces as it was allowed to.
+var ErrTooManyWorkspaces = errors.New("node follows too many workspaces")
+
 // ErrSlowSubscriber is the reason a subscription was closed when its queue
 // was full: its reader fell behind. The reader resumes from the log.
 var ErrSlowSubscriber = errors.New("subscriber too slow")
@@ -54,6 +58,8 @@ func (f Filter) Match(e *Event) bool {
 // and one that is full is closed with ErrSlowSubscriber so that its reader
 // resumes from the log without slowing anyone else.
 type Hub struct {
+	maxTopics int
+
 	mu     sync.Mutex // guards topics and closed
 	topics map[string]*topic
 	closed bool
@@ -65,8 +71,11 @@ type topic struct {
 	last ID // last event fanned out, zero before the first
 }
 
-// NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{topics: make(map[string]*topic)} }
+// NewHub returns an empty hub that follows at most maxWorkspaces
+// workspaces at once (0: no limit).
+func NewHub(maxWorkspaces int) *Hub {
+	return &Hub{maxTopics: maxWorkspaces, topics: make(map[string]*topic)}
+}
 
 // Subscription is a reader's registration with a Hub.
 type Subscription struct {
@@ -127,6 +136,17 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 	}
 	h.mu.Lock()
 	t := h.topics[workspace]
+	if t == nil && h.maxTopics > 0 && len(h.topics) >= h.maxTopics {
+		h.mu.Unlock()
+		// A subscription that starts closed, on a topic of its own that
+		// the hub never sees.
+		t = &topic{subs: make(map[*Subscription]struct{})}
+		s := &Subscription{c: make(chan Delivery), hub: h, ws: workspace, t: t, filter: f}
+		t.mu.Lock()
+		s.closeLocked(ErrTooManyWorkspaces)
+		t.mu.Unlock()
+		return s
+	}
 	if t == nil {
 		t = &topic{subs: make(map[*Subscription]struct{})}
 		h.topics[workspace] = t

@@ -22,6 +22,9 @@ type MemoryConfig struct {
 	// Retention is how many events each workspace keeps; zero means
 	// DefaultRetention.
 	Retention int
+	// MaxWorkspaces caps how many workspaces this node follows live at
+	// once (0: no cap); see ErrTooManyWorkspaces.
+	MaxWorkspaces int
 }
 
 // Memory is the embedded Log: every workspace log lives in this process and
@@ -35,6 +38,8 @@ type Memory struct {
 	mu     sync.Mutex // guards logs and closed, and orders appends with hub fan-out
 	logs   map[string]*memLog
 	closed bool
+
+	lim limiter // publish rate buckets, apart from mu
 }
 
 type memLog struct {
@@ -54,7 +59,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
-	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(), logs: make(map[string]*memLog)}
+	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(cfg.MaxWorkspaces), logs: make(map[string]*memLog)}
 }
 
 var lastEpoch atomic.Uint64

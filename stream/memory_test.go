@@ -29,3 +29,9 @@ func TestMemory(t *testing.T) {
 		},
 	})
 }
+
+func TestMemoryLimiter(t *testing.T) {
+	l := stream.NewMemory(stream.MemoryConfig{})
+	defer l.Close()
+	streamtest.RunLimiter(t, l, l)
+}

@@ -91,6 +91,10 @@ func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 	if !t.started {
 		t.started = true
 		t.subscribe()
+		if err := t.sub.Err(); errors.Is(err, ErrTooManyWorkspaces) {
+			t.err = err
+			return Batch{}, err
+		}
 		if t.fromHead {
 			head, err := t.log.Head(ctx, t.ws)
 			if err != nil {

@@ -43,6 +43,18 @@ type Config struct {
 	Queue int
 	// MaxWait caps long polls (REALTIME_MAX_WAIT; 30s, at most 30s).
 	MaxWait time.Duration
+	// PublishRate is the publishes per second allowed per workspace, shared
+	// by all nodes; 0 disables the limit (REALTIME_PUBLISH_RATE; 1000).
+	PublishRate float64
+	// PublishBurst is how many publishes a workspace may make at once
+	// (REALTIME_PUBLISH_BURST; twice the rate).
+	PublishBurst int
+	// MaxStreamsPerUser caps the streams and long polls one user holds on
+	// one node; 0: no cap (REALTIME_MAX_STREAMS_PER_USER; 0).
+	MaxStreamsPerUser int
+	// MaxWorkspaces caps the workspaces one node follows live at once; 0:
+	// no cap (REALTIME_MAX_WORKSPACES; 0).
+	MaxWorkspaces int
 	// IdempotencyTTL is how long a publish's Idempotency-Key is remembered
 	// (REALTIME_IDEMPOTENCY_TTL; 24h).
 	IdempotencyTTL time.Duration
@@ -70,7 +82,7 @@ func defaultConfig() Config {
 	return Config{
 		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
-		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
 	}
 }
 
@@ -87,6 +99,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
 		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.Float64("publish_rate", c.PublishRate), slog.Int("publish_burst", c.PublishBurst),
+		slog.Int("max_streams_per_user", c.MaxStreamsPerUser), slog.Int("max_workspaces", c.MaxWorkspaces),
 		slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
 		slog.Bool("dev", c.Dev),
 	)
@@ -139,6 +153,16 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envDur("REALTIME_MAX_WAIT", &c.MaxWait)
 	envDur("REALTIME_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	envDur("REALTIME_IDEMPOTENCY_TTL", &c.IdempotencyTTL)
+	if v, ok := env("REALTIME_PUBLISH_RATE"); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("REALTIME_PUBLISH_RATE: not a number: %q", v))
+		}
+		c.PublishRate = f
+	}
+	envInt("REALTIME_PUBLISH_BURST", &c.PublishBurst)
+	envInt("REALTIME_MAX_STREAMS_PER_USER", &c.MaxStreamsPerUser)
+	envInt("REALTIME_MAX_WORKSPACES", &c.MaxWorkspaces)
 	c.BusStream = getenv("REALTIME_BUS_STREAM")
 	if v, ok := env("REALTIME_BUS_GROUP"); ok {
 		c.BusGroup = v
@@ -167,6 +191,10 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "bound on each stream write (REALTIME_WRITE_TIMEOUT)")
 	fs.IntVar(&c.Queue, "queue", c.Queue, "events a stream may fall behind before it is closed (REALTIME_QUEUE)")
 	fs.DurationVar(&c.MaxWait, "max-wait", c.MaxWait, "longest long poll (REALTIME_MAX_WAIT)")
+	fs.Float64Var(&c.PublishRate, "publish-rate", c.PublishRate, "publishes per second per workspace, 0: no limit (REALTIME_PUBLISH_RATE)")
+	fs.IntVar(&c.PublishBurst, "publish-burst", c.PublishBurst, "publish burst per workspace; 0: twice the rate (REALTIME_PUBLISH_BURST)")
+	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", c.MaxStreamsPerUser, "streams and long polls per user per node, 0: no cap (REALTIME_MAX_STREAMS_PER_USER)")
+	fs.IntVar(&c.MaxWorkspaces, "max-workspaces", c.MaxWorkspaces, "workspaces one node follows live, 0: no cap (REALTIME_MAX_WORKSPACES)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
 	fs.StringVar(&c.BusStream, "bus-stream", c.BusStream, "Event Bus stream to bridge (REALTIME_BUS_STREAM)")
 	fs.StringVar(&c.BusGroup, "bus-group", c.BusGroup, "consumer group of the bridge (REALTIME_BUS_GROUP)")
@@ -191,6 +219,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		problems = append(problems, "REALTIME_JWT_SECRET is required (or run with --dev)")
 	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
 		problems = append(problems, "REALTIME_JWT_SECRET must be at least 32 bytes")
+	}
+	if c.PublishBurst <= 0 {
+		c.PublishBurst = max(1, int(2*c.PublishRate))
+	}
+	if c.PublishRate < 0 || c.MaxStreamsPerUser < 0 || c.MaxWorkspaces < 0 {
+		problems = append(problems, "publish rate, max streams per user and max workspaces must not be negative")
 	}
 	if c.Retention < 1 {
 		problems = append(problems, "retention must be at least 1")

@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Handler: handlers.New(logger, handlers.Config{
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
+			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		}, log, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -158,12 +159,12 @@ func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (stream.Log, 
 			logger.Warn("dev mode ignores REALTIME_REDIS_URL and uses the embedded log")
 		}
 		logger.Info("event log: embedded (in memory; history is lost on restart)", "retention", cfg.Retention)
-		return stream.NewMemory(stream.MemoryConfig{Retention: cfg.Retention}), nil
+		return stream.NewMemory(stream.MemoryConfig{Retention: cfg.Retention, MaxWorkspaces: cfg.MaxWorkspaces}), nil
 	}
 	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	l, err := redisstream.New(connectCtx, redisstream.Config{
-		URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger,
+		URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger, MaxWorkspaces: cfg.MaxWorkspaces,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open redis log: %w", err)

@@ -32,6 +32,9 @@ type Config struct {
 	Retention int
 	// Logger receives the notification reader's warnings.
 	Logger *slog.Logger
+	// MaxWorkspaces caps how many workspaces this node follows live at
+	// once (0: no cap); see stream.ErrTooManyWorkspaces.
+	MaxWorkspaces int
 }
 
 // Log is a stream.Log on Redis Streams.
@@ -71,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		rdb: redis.NewClient(opt), prefix: cfg.Prefix, channel: cfg.Prefix + ":events",
-		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(), logger: cfg.Logger,
+		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(cfg.MaxWorkspaces), logger: cfg.Logger,
 	}
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		l.rdb.Close()
@@ -247,6 +250,42 @@ func (l *Log) AppendOnce(ctx context.Context, e *stream.Event, once stream.Once)
 	}
 	e.ID = stream.ID{Epoch: epoch, Seq: uint64(seq)}
 	return e, false, nil
+}
+
+// allowScript is a token bucket in a hash {t: tokens, at: ms}, on the
+// Redis clock so that every node shares one bucket. KEYS bucket; ARGV rate
+// per second, burst. Returns {1, 0} or {0, ms until a token}.
+var allowScript = redis.NewScript(`
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local st = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens, at = tonumber(st[1]), tonumber(st[2])
+if not tokens then tokens, at = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+local ok, wait = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+else
+  wait = math.ceil((1 - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {ok, wait}
+`)
+
+// Allow takes one token from the bucket named key, shared by every node.
+// When it is empty it returns false and how long until a token is due.
+func (l *Log) Allow(ctx context.Context, key string, r stream.Rate) (bool, time.Duration, error) {
+	res, err := allowScript.Run(ctx, l.rdb, []string{l.prefix + ":{" + key + "}:rl"}, r.Per, r.Burst).Int64Slice()
+	if err != nil {
+		return false, 0, unavailable("rate limit "+key, err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("rate limit %s: unexpected reply %v", key, res)
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
 }
 
 func parseEpoch(v any) (uint64, error) {

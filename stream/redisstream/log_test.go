@@ -129,3 +129,10 @@ func TestFeedReconnectResyncs(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisLimiterSharedAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, srv, 100)
+	b := openPrefix(t, srv, 100, a.Prefix())
+	streamtest.RunLimiter(t, a, b)
+}

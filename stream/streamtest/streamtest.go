@@ -582,3 +582,34 @@ func testAppendOnceConcurrent(t *testing.T, h Harness) {
 		t.Fatalf("log holds %d events; want 1", len(all))
 	}
 }
+
+// Limiter is a log's shared rate limiter (both logs have one).
+type Limiter interface {
+	Allow(ctx context.Context, key string, r stream.Rate) (bool, time.Duration, error)
+}
+
+// RunLimiter checks a token bucket: a and b must share buckets (the same
+// log, or two nodes of one Redis).
+func RunLimiter(t *testing.T, a, b Limiter) {
+	r := stream.Rate{Per: 10, Burst: 3}
+	for i := range 3 {
+		l := a
+		if i%2 == 1 {
+			l = b // the bucket is shared
+		}
+		if ok, _, err := l.Allow(t.Context(), "ws-limit", r); !ok || err != nil {
+			t.Fatalf("take %d of a burst of 3: ok=%v err=%v", i+1, ok, err)
+		}
+	}
+	ok, wait, err := b.Allow(t.Context(), "ws-limit", r)
+	if ok || err != nil || wait <= 0 || wait > 110*time.Millisecond {
+		t.Fatalf("4th take: ok=%v wait=%v err=%v; want a refusal with a wait of at most 1/rate", ok, wait, err)
+	}
+	if ok, _, _ := a.Allow(t.Context(), "ws-other", r); !ok {
+		t.Fatal("another key shares the bucket")
+	}
+	time.Sleep(wait + 20*time.Millisecond) // past the wait; only the direction matters
+	if ok, _, err := a.Allow(t.Context(), "ws-limit", r); !ok || err != nil {
+		t.Fatalf("after the advised wait: ok=%v err=%v; want a token", ok, err)
+	}
+}

@@ -1,0 +1,71 @@
+package stream
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+)
+
+// Rate is a token bucket: Per events a second on average, Burst at once.
+type Rate struct {
+	Per   float64
+	Burst int
+}
+
+// bucket is one token bucket's state.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// take refills b to now and takes a token if there is one; otherwise it
+// says how long until there will be.
+func (b *bucket) take(r Rate, now time.Time) (bool, time.Duration) {
+	if b.at.IsZero() {
+		b.tokens, b.at = float64(r.Burst), now
+	}
+	b.tokens = math.Min(float64(r.Burst), b.tokens+now.Sub(b.at).Seconds()*r.Per)
+	b.at = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / r.Per * float64(time.Second))
+}
+
+// limiter holds the embedded log's buckets.
+type limiter struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+// Allow takes one token from the bucket named key, shared by every caller
+// of this log (for Redis, by every node). When the bucket is empty it
+// returns false and how long until a token is due.
+func (m *Memory) Allow(ctx context.Context, key string, r Rate) (bool, time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return false, 0, err
+	}
+	m.lim.mu.Lock()
+	defer m.lim.mu.Unlock()
+	if m.lim.buckets == nil {
+		m.lim.buckets = make(map[string]*bucket)
+	}
+	now := time.Now()
+	if len(m.lim.buckets) > 100000 {
+		// Full buckets carry no state worth keeping.
+		for k, b := range m.lim.buckets {
+			if now.Sub(b.at).Seconds()*r.Per+b.tokens >= float64(r.Burst) {
+				delete(m.lim.buckets, k)
+			}
+		}
+	}
+	b := m.lim.buckets[key]
+	if b == nil {
+		b = &bucket{}
+		m.lim.buckets[key] = b
+	}
+	ok, wait := b.take(r, now)
+	return ok, wait, nil
+}
