@@ -209,7 +209,7 @@ func TestLongPollTimesOutEmpty(t *testing.T) {
 		if took := time.Since(start); took != 20*time.Second {
 			t.Fatalf("empty long poll answered after %v; want 20s", took)
 		}
-		want := `{"events":[],"nextCursor":"` + head.String() + `","hasMore":false,"reset":false}`
+		want := `{"events":[],"nextCursor":"` + head.String() + `","hasMore":false,"reset":false,"ephemeral":[]}`
 		if got := strings.TrimSpace(rec.Body.String()); got != want {
 			t.Fatalf("empty long poll = %s; want %s", got, want)
 		}

@@ -21,6 +21,7 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 		NextCursor stream.ID       `json:"nextCursor"`
 		HasMore    bool            `json:"hasMore"`
 		Reset      bool            `json:"reset"`
+		Ephemeral  []*stream.Event `json:"ephemeral"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, err := poll.ParseQuery(r.URL.Query(), cfg.MaxWait)
@@ -56,6 +57,10 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 			logger.InfoContext(r.Context(), "poll cursor expired, client told to reset", "cursor", q.Cursor, "head", res.NextCursor)
 		}
 		w.Header().Set("Cache-Control", "private, no-store")
-		encode(w, http.StatusOK, response{Events: res.Events, NextCursor: res.NextCursor, HasMore: res.HasMore, Reset: res.Reset})
+		eph := res.Ephemeral
+		if eph == nil {
+			eph = []*stream.Event{}
+		}
+		encode(w, http.StatusOK, response{Events: res.Events, NextCursor: res.NextCursor, HasMore: res.HasMore, Reset: res.Reset, Ephemeral: eph})
 	})
 }

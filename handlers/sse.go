@@ -197,6 +197,15 @@ func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
 		buf = append(buf, "\n\n"...)
 		*pos = e.ID
 	}
+	for _, e := range b.Ephemeral {
+		// No id: presence and typing never move the resume point and are
+		// never replayed.
+		buf = append(buf, "event: "...)
+		buf = append(buf, e.Type...)
+		buf = append(buf, "\ndata: "...)
+		buf = append(buf, e.JSON()...)
+		buf = append(buf, "\n\n"...)
+	}
 	if b.Position != *pos && !b.Position.IsZero() {
 		// Events this client may not see were skipped: move its resume
 		// point past them without dispatching anything.

@@ -80,7 +80,13 @@ type Result struct {
 	NextCursor stream.ID
 	HasMore    bool
 	Reset      bool
+	// Ephemeral are broadcast events (presence, typing) that arrived while
+	// a long poll waited; they are not in the log and never repeated.
+	Ephemeral []*stream.Event
 }
+
+// ephemeralQueue is how many broadcast events a waiting long poll holds.
+const ephemeralQueue = 16
 
 // Poll answers q for workspace as seen by user. With q.Wait it holds an
 // empty answer until an event arrives, q.Wait passes, or ctx is done, in
@@ -99,7 +105,7 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 	if q.Wait > 0 {
 		// Subscribe before the first read, so that an event appended
 		// between the read and the wait still wakes us.
-		sub = log.Subscribe(workspace, filter, 1)
+		sub = log.Subscribe(workspace, filter, ephemeralQueue)
 		defer func() { sub.Close() }()
 		if err := sub.Err(); errors.Is(err, stream.ErrTooManyWorkspaces) {
 			return Result{}, err
@@ -123,15 +129,33 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 			return res, nil
 		case <-timeout:
 			return res, nil
-		case _, ok := <-sub.C():
+		case d, ok := <-sub.C():
 			if !ok {
-				// Closed because a second event overflowed the one-slot
-				// queue (a wake-up like any other), or the log closed.
+				// Closed because events overflowed the queue (a wake-up
+				// like any other), or the log closed.
 				if errors.Is(sub.Err(), stream.ErrClosed) {
 					return res, nil
 				}
 				sub.Close()
-				sub = log.Subscribe(workspace, filter, 1)
+				sub = log.Subscribe(workspace, filter, ephemeralQueue)
+				continue
+			}
+			if d.Event != nil && d.Event.ID.IsZero() {
+				// Broadcast events answer the poll at once, with whatever
+				// else is queued; the cursor stays where it is.
+				res.Ephemeral = append(res.Ephemeral, d.Event)
+				for more := true; more; {
+					select {
+					case d, ok := <-sub.C():
+						if ok && d.Event != nil && d.Event.ID.IsZero() {
+							res.Ephemeral = append(res.Ephemeral, d.Event)
+						}
+						more = ok
+					default:
+						more = false
+					}
+				}
+				return res, nil
 			}
 		}
 	}

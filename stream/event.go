@@ -76,7 +76,8 @@ func DecodeEvent(id ID, body []byte) (*Event, error) {
 }
 
 // JSON returns the full envelope, id first, as compact single-line JSON. It
-// is computed once per event, however many subscribers write it.
+// is computed once per event, however many subscribers write it. An
+// ephemeral event (zero ID) has no id member.
 func (e *Event) JSON() []byte {
 	e.jsonOnce.Do(func() {
 		body, err := e.Body()
@@ -84,6 +85,10 @@ func (e *Event) JSON() []byte {
 			// Body only fails for Data that is not JSON, which no Log
 			// accepts; keep the frame well-formed regardless.
 			body = []byte(`{}`)
+		}
+		if e.ID.IsZero() {
+			e.json = body
+			return
 		}
 		b := make([]byte, 0, len(body)+40)
 		b = append(b, `{"id":"`...)

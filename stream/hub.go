@@ -16,7 +16,8 @@ var ErrSlowSubscriber = errors.New("subscriber too slow")
 
 // Delivery is one item of a subscription's queue.
 type Delivery struct {
-	// Event is the next event, or nil for a resync marker.
+	// Event is the next event, or nil for a resync marker. An event with
+	// the zero ID is ephemeral (see Log.Broadcast).
 	Event *Event
 	// Resync tells the reader that the node may have missed events before
 	// the next delivery (the Redis notification connection dropped, or a
@@ -203,6 +204,23 @@ func (h *Hub) Publish(e *Event) {
 		}
 	}
 	t.last = e.ID
+	for s := range t.subs {
+		if s.filter.Match(e) {
+			s.send(Delivery{Event: e})
+		}
+	}
+}
+
+// PublishEphemeral fans e, which has no id, out to the subscribers of its
+// workspace whose filter matches. It neither checks nor moves the topic's
+// position.
+func (h *Hub) PublishEphemeral(e *Event) {
+	t := h.topic(e.WorkspaceID)
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for s := range t.subs {
 		if s.filter.Match(e) {
 			s.send(Delivery{Event: e})

@@ -41,6 +41,12 @@ type Log interface {
 	// ErrIdempotencyConflict. Concurrent calls with one key append once.
 	AppendOnce(ctx context.Context, e *Event, once Once) (ev *Event, replayed bool, err error)
 
+	// Broadcast hands e, an ephemeral event (presence, typing), to the
+	// current subscribers of its workspace on every node. It is not stored,
+	// gets no id, and is never replayed: a reader that was not subscribed
+	// when it was broadcast never sees it. Delivery is best effort.
+	Broadcast(ctx context.Context, e *Event) error
+
 	// Read returns up to limit events of workspace that follow the cursor
 	// after, in log order, and the log's head. The zero cursor means "from
 	// the oldest retained event". Read does not wait for new events.

@@ -133,6 +133,24 @@ func (m *Memory) AppendOnce(ctx context.Context, e *Event, once Once) (*Event, b
 	return e, false, nil
 }
 
+// Broadcast implements Log.
+func (m *Memory) Broadcast(ctx context.Context, e *Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.ID = ID{}
+	if _, err := e.Body(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.hub.PublishEphemeral(e)
+	return nil
+}
+
 func (m *Memory) log(ws string) *memLog {
 	l := m.logs[ws]
 	if l == nil {

@@ -23,6 +23,9 @@ type Batch struct {
 	// Events are the events that pass the filter, in log order, each after
 	// the previous batch's Position.
 	Events []*Event
+	// Ephemeral are broadcast events (presence, typing) that arrived with
+	// this batch. They have no id and do not move Position.
+	Ephemeral []*Event
 	// Position is the id up to which the log has been handled, filtered-out
 	// events included. It is at least the id of the last event.
 	Position ID
@@ -165,6 +168,7 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 // live waits for the next deliveries. again reports that nothing was
 // deliverable and Next should go round again.
 func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again bool, err error) {
+	b.Position = t.last
 	var d Delivery
 	var ok bool
 	select {
@@ -180,7 +184,7 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 			if reason == nil { // closed by us; cannot happen while in use
 				reason = ErrClosed
 			}
-			if len(b.Events) > 0 {
+			if len(b.Events) > 0 || len(b.Ephemeral) > 0 {
 				// Deliver what arrived before the close; the next call
 				// reports it.
 				t.err = reason
@@ -189,11 +193,13 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 			return b, false, reason
 		}
 		switch e := d.Event; {
+		case !d.Resync && e.ID.IsZero():
+			b.Ephemeral = append(b.Ephemeral, e)
 		case d.Resync || e.ID.Epoch != t.last.Epoch:
 			// The feed may have a hole here: deliver what we have, then
 			// read the log from where we are.
 			t.caughtUp = false
-			return b, len(b.Events) == 0, nil
+			return b, len(b.Events) == 0 && len(b.Ephemeral) == 0, nil
 		case e.ID.Seq > t.last.Seq:
 			b.Events = append(b.Events, e)
 			t.last = e.ID
@@ -205,7 +211,7 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 			continue
 		default:
 		}
-		return b, len(b.Events) == 0, nil
+		return b, len(b.Events) == 0 && len(b.Ephemeral) == 0, nil
 	}
 }
 

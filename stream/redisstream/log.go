@@ -42,6 +42,7 @@ type Log struct {
 	rdb       *redis.Client
 	prefix    string
 	channel   string
+	ephemeral string // channel of broadcast (unstored) events
 	retention string
 	hub       *stream.Hub
 	logger    *slog.Logger
@@ -73,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		rdb: redis.NewClient(opt), prefix: cfg.Prefix, channel: cfg.Prefix + ":events",
+		rdb: redis.NewClient(opt), prefix: cfg.Prefix, channel: cfg.Prefix + ":events", ephemeral: cfg.Prefix + ":ephemeral",
 		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(cfg.MaxWorkspaces), logger: cfg.Logger,
 	}
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
@@ -83,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	feedCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	l.ps = l.rdb.Subscribe(feedCtx)
-	if err := l.ps.Subscribe(ctx, l.channel); err != nil {
+	if err := l.ps.Subscribe(ctx, l.channel, l.ephemeral); err != nil {
 		cancel()
 		l.ps.Close()
 		l.rdb.Close()
@@ -195,6 +196,23 @@ func (l *Log) Append(ctx context.Context, e *stream.Event) (*stream.Event, error
 	}
 	e.ID = stream.ID{Epoch: epoch, Seq: uint64(seq)}
 	return e, nil
+}
+
+// Broadcast implements stream.Log: one PUBLISH, which every node's feed
+// hands to its hub.
+func (l *Log) Broadcast(ctx context.Context, e *stream.Event) error {
+	if l.closed.Load() {
+		return stream.ErrClosed
+	}
+	e.ID = stream.ID{}
+	body, err := e.Body()
+	if err != nil {
+		return err
+	}
+	if err := l.rdb.Publish(ctx, l.ephemeral, body).Err(); err != nil {
+		return unavailable("broadcast to "+e.WorkspaceID, err)
+	}
+	return nil
 }
 
 // AppendOnce implements stream.Log.
@@ -444,6 +462,9 @@ func (l *Log) feed(ctx context.Context) {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
+			if m.Channel != l.channel {
+				continue
+			}
 			// (Re)subscribed: anything published while we were away was
 			// not seen here, so every reader re-reads the log.
 			if !l.feedUp.Swap(true) {
@@ -452,6 +473,15 @@ func (l *Log) feed(ctx context.Context) {
 			backoff = 50 * time.Millisecond
 			l.hub.Resync()
 		case *redis.Message:
+			if m.Channel == l.ephemeral {
+				e, err := stream.DecodeEvent(stream.ID{}, []byte(m.Payload))
+				if err != nil {
+					l.logger.Error("bad ephemeral event, dropped", "err", err)
+					continue
+				}
+				l.hub.PublishEphemeral(e)
+				continue
+			}
 			e, err := decodeNotification(m.Payload)
 			if err != nil {
 				l.logger.Error("bad notification, readers resync", "err", err)

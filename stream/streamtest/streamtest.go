@@ -57,6 +57,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"TailExactlyOnceUnderConcurrency", testTailConcurrent},
 		{"TailResetsOnLostHistory", testTailReset},
+		{"BroadcastIsEphemeral", testBroadcast},
 		{"AppendOnce", testAppendOnce},
 		{"AppendOnceConcurrent", testAppendOnceConcurrent},
 		{"CloseEndsSubscriptions", testClose},
@@ -611,5 +612,46 @@ func RunLimiter(t *testing.T, a, b Limiter) {
 	time.Sleep(wait + 20*time.Millisecond) // past the wait; only the direction matters
 	if ok, _, err := a.Allow(t.Context(), "ws-limit", r); !ok || err != nil {
 		t.Fatalf("after the advised wait: ok=%v err=%v; want a token", ok, err)
+	}
+}
+
+func testBroadcast(t *testing.T, h Harness) {
+	l := h.New(t, 100)
+	before := appendN(t, l, "ws1", 1)
+	tail := stream.NewTail(l, "ws1", stream.ID{}, true, stream.TailConfig{Filter: stream.Filter{UserID: "u1"}})
+	defer tail.Close()
+	if _, err := tail.Next(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	typing := &stream.Event{Type: "typing.started", WorkspaceID: "ws1", Data: json.RawMessage(`{"chatId":"c","userId":"u2"}`)}
+	if err := l.Broadcast(t.Context(), typing); err != nil {
+		t.Fatal(err)
+	}
+	hidden := &stream.Event{Type: "presence.updated", WorkspaceID: "ws1", TargetUserID: "u3", Data: json.RawMessage(`{}`)}
+	if err := l.Broadcast(t.Context(), hidden); err != nil {
+		t.Fatal(err)
+	}
+	durable := appendN(t, l, "ws1", 1)
+	var eph []string
+	var got []*stream.Event
+	for len(got) < 1 {
+		b, err := tail.Next(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range b.Ephemeral {
+			eph = append(eph, e.Type)
+		}
+		got = append(got, b.Events...)
+	}
+	if len(eph) != 1 || eph[0] != "typing.started" {
+		t.Fatalf("ephemeral deliveries %v; want the one for this reader", eph)
+	}
+	if got[0].ID != durable[0].ID {
+		t.Fatalf("durable delivery %s; want %s", got[0].ID, durable[0].ID)
+	}
+	// Not stored: the log holds only the durable events.
+	if all := readAll(t, l, "ws1", stream.ID{}, 10); len(all) != 2 || all[0].ID != before[0].ID {
+		t.Fatalf("log holds %v; want only the 2 durable events", ids(all))
 	}
 }
