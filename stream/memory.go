@@ -40,6 +40,8 @@ type Memory struct {
 	closed bool
 
 	lim limiter // publish rate buckets, apart from mu
+
+	pres map[string]*presenceState // guarded by mu
 }
 
 type memLog struct {

@@ -35,3 +35,9 @@ func TestMemoryLimiter(t *testing.T) {
 	defer l.Close()
 	streamtest.RunLimiter(t, l, l)
 }
+
+func TestMemoryPresence(t *testing.T) {
+	l := stream.NewMemory(stream.MemoryConfig{})
+	defer l.Close()
+	streamtest.RunPresence(t, l, l)
+}

@@ -136,3 +136,10 @@ func TestRedisLimiterSharedAcrossNodes(t *testing.T) {
 	b := openPrefix(t, srv, 100, a.Prefix())
 	streamtest.RunLimiter(t, a, b)
 }
+
+func TestRedisPresenceSharedAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, srv, 100)
+	b := openPrefix(t, srv, 100, a.Prefix())
+	streamtest.RunPresence(t, a, b)
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -653,5 +654,107 @@ func testBroadcast(t *testing.T, h Harness) {
 	// Not stored: the log holds only the durable events.
 	if all := readAll(t, l, "ws1", stream.ID{}, 10); len(all) != 2 || all[0].ID != before[0].ID {
 		t.Fatalf("log holds %v; want only the 2 durable events", ids(all))
+	}
+}
+
+// PresenceStore is a log's presence and typing state (both logs keep one).
+type PresenceStore interface {
+	SetPresence(ctx context.Context, ws, user, status string, ttl time.Duration) (stream.Presence, bool, error)
+	OpenConn(ctx context.Context, ws, user, conn string, ttl time.Duration) (stream.Presence, bool, error)
+	RefreshConn(ctx context.Context, ws, user, conn string, ttl time.Duration) error
+	CloseConn(ctx context.Context, ws, user, conn string) error
+	SettlePresence(ctx context.Context, ws, user string) (stream.Presence, bool, error)
+	ListPresence(ctx context.Context, ws string) ([]stream.Presence, error)
+	SetTyping(ctx context.Context, ws, chat, user, token string, typing bool, ttl time.Duration) (bool, error)
+	ExpireTyping(ctx context.Context, ws, chat, user, token string) (bool, time.Duration, error)
+}
+
+// RunPresence checks presence and typing semantics; a and b must share
+// state (one log, or two nodes of one Redis).
+func RunPresence(t *testing.T, a, b PresenceStore) {
+	ctx := t.Context()
+	step := func(what string, p stream.Presence, changed bool, err error, status string, wantChanged bool) {
+		t.Helper()
+		if err != nil || p.Status != status || changed != wantChanged {
+			t.Fatalf("%s: %+v changed=%v err=%v; want %s changed=%v", what, p, changed, err, status, wantChanged)
+		}
+	}
+	list := func(ws string) string {
+		t.Helper()
+		ps, err := b.ListPresence(ctx, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.UserID+"="+p.Status)
+		}
+		return strings.Join(out, ",")
+	}
+	p, c, err := a.SetPresence(ctx, "ws", "alice", "away", time.Minute)
+	step("alice sets away", p, c, err, "away", true)
+	p, c, err = b.SetPresence(ctx, "ws", "alice", "away", time.Minute)
+	step("alice refreshes away", p, c, err, "away", false)
+	p, c, err = a.OpenConn(ctx, "ws", "bob", "c1", time.Minute)
+	step("bob's first stream", p, c, err, "online", true)
+	p, c, err = b.OpenConn(ctx, "ws", "bob", "c2", time.Minute)
+	step("bob's second stream", p, c, err, "online", false)
+	if got := list("ws"); got != "alice=away,bob=online" {
+		t.Fatalf("list = %s", got)
+	}
+	if got := list("other"); got != "" {
+		t.Fatalf("another workspace lists %s", got)
+	}
+	if err := a.RefreshConn(ctx, "ws", "bob", "c1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	a.CloseConn(ctx, "ws", "bob", "c1")
+	p, c, err = b.SettlePresence(ctx, "ws", "bob")
+	step("bob closed one of two", p, c, err, "online", false)
+	b.CloseConn(ctx, "ws", "bob", "c2")
+	p, c, err = a.SettlePresence(ctx, "ws", "bob")
+	step("bob closed his last", p, c, err, "offline", true)
+	p, c, err = b.SettlePresence(ctx, "ws", "bob")
+	step("bob settled again", p, c, err, "offline", false)
+	// An explicit status wins over a stream, and lapses on its own.
+	a.OpenConn(ctx, "ws", "carol", "c3", time.Minute)
+	p, c, err = a.SetPresence(ctx, "ws", "carol", "busy", 40*time.Millisecond)
+	step("carol busy", p, c, err, "busy", true)
+	a.SetPresence(ctx, "ws", "dave", "away", 40*time.Millisecond)
+	time.Sleep(80 * time.Millisecond) // past the TTL; only the direction matters
+	if got := list("ws"); got != "alice=away,carol=online" {
+		t.Fatalf("list after the TTLs = %s; want dave gone and carol back to online", got)
+	}
+	p, c, err = b.SettlePresence(ctx, "ws", "carol")
+	step("carol's busy lapsed", p, c, err, "online", true)
+	p, c, err = b.SettlePresence(ctx, "ws", "dave")
+	step("dave's away lapsed", p, c, err, "offline", true)
+
+	// Typing: one start, renewals are silent, the last setter's expiry stops it.
+	if ch, err := a.SetTyping(ctx, "ws", "chat1", "alice", "t1", true, time.Minute); !ch || err != nil {
+		t.Fatalf("start typing: %v %v", ch, err)
+	}
+	if ch, _ := b.SetTyping(ctx, "ws", "chat1", "alice", "t2", true, 40*time.Millisecond); ch {
+		t.Fatal("renewed typing reported as a change")
+	}
+	if stopped, left, _ := a.ExpireTyping(ctx, "ws", "chat1", "alice", "t1"); stopped || left != 0 {
+		t.Fatalf("an older setter's expiry: stopped=%v left=%v; want nothing (t2 owns it)", stopped, left)
+	}
+	if stopped, left, _ := b.ExpireTyping(ctx, "ws", "chat1", "alice", "t2"); stopped || left <= 0 {
+		t.Fatalf("the owner's early expiry: stopped=%v left=%v; want time left", stopped, left)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if stopped, _, _ := b.ExpireTyping(ctx, "ws", "chat1", "alice", "t2"); !stopped {
+		t.Fatal("the owner's expiry after the TTL did not stop typing")
+	}
+	if stopped, _, _ := b.ExpireTyping(ctx, "ws", "chat1", "alice", "t2"); stopped {
+		t.Fatal("typing stopped twice")
+	}
+	a.SetTyping(ctx, "ws", "chat1", "bob", "t3", true, time.Minute)
+	if ch, _ := b.SetTyping(ctx, "ws", "chat1", "bob", "t4", false, 0); !ch {
+		t.Fatal("an explicit stop was not a change")
+	}
+	if ch, _ := b.SetTyping(ctx, "ws", "chat1", "bob", "t5", false, 0); ch {
+		t.Fatal("stopping twice was a change")
 	}
 }
