@@ -37,6 +37,14 @@ type Config struct {
 	// MaxStreamsPerUser caps the streams and long polls one user holds open
 	// on this node at once (0: no cap).
 	MaxStreamsPerUser int
+	// PresenceTTL is how long an explicit presence status lasts unless it
+	// is set again (60s).
+	PresenceTTL time.Duration
+	// PresenceGrace is how long after a user's last stream closes they stay
+	// online, so that a reconnect does not flap (5s).
+	PresenceGrace time.Duration
+	// TypingTTL is how long "typing" lasts unless it is set again (5s).
+	TypingTTL time.Duration
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
 	IdempotencyTTL time.Duration
 	// DevToken, when set (only under --dev), is embedded in the dashboard
@@ -59,6 +67,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Queue <= 0 {
 		c.Queue = stream.DefaultQueue
+	}
+	if c.PresenceTTL <= 0 {
+		c.PresenceTTL = time.Minute
+	}
+	if c.PresenceGrace <= 0 {
+		c.PresenceGrace = 5 * time.Second
+	}
+	if c.TypingTTL <= 0 {
+		c.TypingTTL = 5 * time.Second
 	}
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = stream.DefaultOnceTTL

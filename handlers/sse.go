@@ -27,7 +27,7 @@ var (
 // browser's EventSource gives up for good on any non-200, even a temporary
 // failure before the first byte (log unavailable, draining) is answered
 // with 200 and a retry: hint.
-func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, streams context.Context) http.Handler {
+func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, pres *presence, streams context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
 		p := appmw.PrincipalFromContext(r.Context())
@@ -115,6 +115,9 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 			return
 		}
 		logger.DebugContext(r.Context(), "stream opened", "from", cursor, "live", fromHead)
+		// An open stream makes its user present in the workspace.
+		refreshPresence, leave := pres.streamOpened(r.Context(), ws, p.UserID)
+		defer leave()
 
 		heartbeat := time.NewTimer(cfg.Heartbeat)
 		defer heartbeat.Stop()
@@ -150,6 +153,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 				return
 			}
 			heartbeat.Reset(cfg.Heartbeat)
+			refreshPresence()
 			if cap(buf) > 64<<10 {
 				buf = make([]byte, 0, 4096) // don't pin a burst's buffer on an idle stream
 			}

@@ -33,7 +33,8 @@ const DEFAULTS = {
   fetch: undefined, // injectable; default: globalThis.fetch
 };
 
-const EVENT_TYPES = ['approval.created', 'approval.updated', 'approval.deleted', 'agent.status.changed', 'notification.new', 'chat.message'];
+const EVENT_TYPES = ['approval.created', 'approval.updated', 'approval.deleted', 'agent.status.changed', 'notification.new', 'chat.message',
+  'presence.updated', 'typing.started', 'typing.stopped'];
 
 /**
  * connect opens a real-time connection to one workspace and returns its
@@ -101,6 +102,11 @@ export function connect(options) {
   }
 
   function deliver(event) {
+    if (event && event.id === undefined && typeof event.type === 'string') {
+      // Ephemeral (presence, typing): not in the log, no id, no cursor.
+      emit(event.type, event);
+      return;
+    }
     if (!event || typeof event.id !== 'string' || !remember(event.id)) return;
     cursor = event.id;
     const p = event.correlationId && pending.get(event.correlationId);
@@ -331,6 +337,7 @@ export function connect(options) {
         for (const e of body.events || []) deliver(e);
         if (body.nextCursor) cursor = body.nextCursor;
       }
+      for (const e of body.ephemeral || []) deliver(e);
       const wasFirst = first;
       if (first) {
         first = false;
@@ -339,7 +346,7 @@ export function connect(options) {
       }
       // An empty answer long before the wait was up (a proxy that cuts
       // long requests, a server draining) must not turn into a busy loop.
-      const early = !wasFirst && !body.hasMore && !(body.events || []).length && Date.now() - started < (o.pollWait * 1000) / 2;
+      const early = !wasFirst && !body.hasMore && !(body.events || []).length && !(body.ephemeral || []).length && Date.now() - started < (o.pollWait * 1000) / 2;
       if (early) await new Promise((r) => later(r, Math.min(1000, (o.pollWait * 1000) / 2)));
     }
   }

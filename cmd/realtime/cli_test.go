@@ -42,17 +42,24 @@ func cliTail(t *testing.T, getenv func(string) string, args ...string) (<-chan s
 	return lines, stderr
 }
 
+// nextLine returns the next line about a durable event (presence and
+// typing lines, which tail also prints, are skipped).
 func nextLine(t *testing.T, lines <-chan string) string {
 	t.Helper()
-	select {
-	case l, ok := <-lines:
-		if !ok {
-			t.Fatal("tail ended")
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("tail ended")
+			}
+			if strings.Contains(l, "presence.updated") || strings.Contains(l, "typing.") {
+				continue
+			}
+			return l
+		case <-time.After(20 * time.Second):
+			t.Fatal("no line from tail within 20s")
+			return ""
 		}
-		return l
-	case <-time.After(20 * time.Second):
-		t.Fatal("no line from tail within 20s")
-		return ""
 	}
 }
 

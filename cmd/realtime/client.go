@@ -203,6 +203,9 @@ func (p *printer) event(raw []byte) {
 		fmt.Fprintf(p.w, "%s\n", raw)
 		return
 	}
+	if e.ID == "" {
+		e.ID = "(ephemeral)" // presence and typing: not in the log
+	}
 	to := ""
 	if e.TargetUserID != "" {
 		to = " → " + e.TargetUserID

@@ -55,6 +55,14 @@ type Config struct {
 	// MaxWorkspaces caps the workspaces one node follows live at once; 0:
 	// no cap (REALTIME_MAX_WORKSPACES; 0).
 	MaxWorkspaces int
+	// PresenceTTL is how long an explicit presence status lasts unless set
+	// again (REALTIME_PRESENCE_TTL; 60s).
+	PresenceTTL time.Duration
+	// PresenceGrace is how long a user stays online after their last stream
+	// closes (REALTIME_PRESENCE_GRACE; 5s).
+	PresenceGrace time.Duration
+	// TypingTTL is how long "typing" lasts unless sent again (REALTIME_TYPING_TTL; 5s).
+	TypingTTL time.Duration
 	// IdempotencyTTL is how long a publish's Idempotency-Key is remembered
 	// (REALTIME_IDEMPOTENCY_TTL; 24h).
 	IdempotencyTTL time.Duration
@@ -82,7 +90,7 @@ func defaultConfig() Config {
 	return Config{
 		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
-		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, PresenceTTL: time.Minute, PresenceGrace: 5 * time.Second, TypingTTL: 5 * time.Second, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
 	}
 }
 
@@ -161,6 +169,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		c.PublishRate = f
 	}
 	envInt("REALTIME_PUBLISH_BURST", &c.PublishBurst)
+	envDur("REALTIME_PRESENCE_TTL", &c.PresenceTTL)
+	envDur("REALTIME_PRESENCE_GRACE", &c.PresenceGrace)
+	envDur("REALTIME_TYPING_TTL", &c.TypingTTL)
 	envInt("REALTIME_MAX_STREAMS_PER_USER", &c.MaxStreamsPerUser)
 	envInt("REALTIME_MAX_WORKSPACES", &c.MaxWorkspaces)
 	c.BusStream = getenv("REALTIME_BUS_STREAM")
@@ -195,6 +206,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.IntVar(&c.PublishBurst, "publish-burst", c.PublishBurst, "publish burst per workspace; 0: twice the rate (REALTIME_PUBLISH_BURST)")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", c.MaxStreamsPerUser, "streams and long polls per user per node, 0: no cap (REALTIME_MAX_STREAMS_PER_USER)")
 	fs.IntVar(&c.MaxWorkspaces, "max-workspaces", c.MaxWorkspaces, "workspaces one node follows live, 0: no cap (REALTIME_MAX_WORKSPACES)")
+	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "explicit presence lifetime (REALTIME_PRESENCE_TTL)")
+	fs.DurationVar(&c.PresenceGrace, "presence-grace", c.PresenceGrace, "online after the last stream closes (REALTIME_PRESENCE_GRACE)")
+	fs.DurationVar(&c.TypingTTL, "typing-ttl", c.TypingTTL, "typing lifetime (REALTIME_TYPING_TTL)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
 	fs.StringVar(&c.BusStream, "bus-stream", c.BusStream, "Event Bus stream to bridge (REALTIME_BUS_STREAM)")
 	fs.StringVar(&c.BusGroup, "bus-group", c.BusGroup, "consumer group of the bridge (REALTIME_BUS_GROUP)")
@@ -235,7 +249,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease}} {
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease},
+		{"presence ttl", c.PresenceTTL}, {"presence grace", c.PresenceGrace}, {"typing ttl", c.TypingTTL}} {
 		if d.v <= 0 {
 			problems = append(problems, d.name+" must be positive")
 		}

@@ -279,6 +279,8 @@ type sseStream struct {
 	cancel context.CancelFunc
 	frames chan frame
 	errc   chan error
+	// wantEphemeral makes next return presence and typing frames too.
+	wantEphemeral bool
 }
 
 // openStream opens the stream of ws; query and headers are added as given.
@@ -364,13 +366,22 @@ func (s *sseStream) close() {
 // generous bound only keeps a broken server from hanging the run.
 func (s *sseStream) next(t *testing.T) (frame, bool) {
 	t.Helper()
-	select {
-	case f, ok := <-s.frames:
-		return f, ok
-	case <-time.After(20 * time.Second):
-		t.Fatal("no SSE frame within 20s")
-		return frame{}, false
+	for {
+		select {
+		case f, ok := <-s.frames:
+			if ok && !s.wantEphemeral && isEphemeral(f) {
+				continue // presence and typing, unless the test asked for them
+			}
+			return f, ok
+		case <-time.After(20 * time.Second):
+			t.Fatal("no SSE frame within 20s")
+			return frame{}, false
+		}
 	}
+}
+
+func isEphemeral(f frame) bool {
+	return f.Event == "presence.updated" || strings.HasPrefix(f.Event, "typing.")
 }
 
 // events reads until it has count data events (skipping heartbeats and

@@ -66,6 +66,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
+			PresenceTTL: cfg.PresenceTTL, PresenceGrace: cfg.PresenceGrace, TypingTTL: cfg.TypingTTL,
 		}, log, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

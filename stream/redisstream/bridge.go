@@ -279,6 +279,13 @@ func (b *Bridge) bridge(ctx context.Context, m redis.XMessage) error {
 	return nil
 }
 
+func (b *Bridge) dedupeTTL() time.Duration {
+	if b.cfg.DedupeTTL > 0 {
+		return b.cfg.DedupeTTL
+	}
+	return stream.DefaultOnceTTL
+}
+
 type translated struct {
 	*stream.Event
 	upstreamID string
@@ -362,14 +369,25 @@ func parseBaseEvent(v map[string]any) (BaseEvent, error) {
 	return be, nil
 }
 
+// deadLetterScript adds an entry to the dead-letter stream once per bus
+// entry: a bridge that crashed after dead-lettering but before its ack
+// must not dead-letter it again. KEYS dead-letter stream, seen marker (in
+// the stream's slot); ARGV ttl ms, then field/value pairs.
+var deadLetterScript = redis.NewScript(`
+if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', unpack(ARGV, 2))
+return 1
+`)
+
 // deadLetter records an entry the bridge cannot carry, with the reason.
 func (b *Bridge) deadLetter(ctx context.Context, m redis.XMessage, reason string) error {
-	values := []any{"reason", reason, "entry", m.ID, "bus", b.cfg.Stream}
+	values := []any{b.dedupeTTL().Milliseconds(), "reason", reason, "entry", m.ID, "bus", b.cfg.Stream}
 	for k, v := range m.Values {
 		values = append(values, "field:"+k, v)
 	}
-	err := b.log.rdb.XAdd(ctx, &redis.XAddArgs{Stream: b.cfg.DeadLetter, MaxLen: 100000, Approx: true, Values: values}).Err()
-	if err != nil {
+	// "{stream}..." hashes like the stream's own name: one slot.
+	seen := "{" + b.cfg.DeadLetter + "}:seen:" + m.ID
+	if err := deadLetterScript.Run(ctx, b.log.rdb, []string{b.cfg.DeadLetter, seen}, values...).Err(); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
 	}
 	b.cfg.Logger.Warn("bus entry dead-lettered", "entry", m.ID, "reason", reason, "dead_letter", b.cfg.DeadLetter)
