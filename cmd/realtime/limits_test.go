@@ -46,7 +46,13 @@ func TestEmbeddedPublishRateLimit(t *testing.T) {
 }
 
 func TestStreamsPerUserCap(t *testing.T) {
-	n := startNode(t, map[string]string{"REALTIME_MAX_STREAMS_PER_USER": "2"})
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_MAX_STREAMS_PER_USER"] = "2"
+		checkStreamsPerUserCap(t, startNode(t, env))
+	})
+}
+
+func checkStreamsPerUserCap(t *testing.T, n *node) {
 	u1, u2 := token(t, "u1", []string{"ws1"}), token(t, "u2", []string{"ws1"})
 	s1 := n.openStream(t, "ws1", u1, "")
 	s1.first(t)
@@ -83,7 +89,13 @@ func TestStreamsPerUserCap(t *testing.T) {
 }
 
 func TestWorkspacesPerNodeCap(t *testing.T) {
-	n := startNode(t, map[string]string{"REALTIME_MAX_WORKSPACES": "2"})
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_MAX_WORKSPACES"] = "2"
+		checkWorkspacesPerNodeCap(t, startNode(t, env))
+	})
+}
+
+func checkWorkspacesPerNodeCap(t *testing.T, n *node) {
 	tok := token(t, "u1", []string{"*"})
 	a := n.openStream(t, "wsA", tok, "")
 	a.first(t)
