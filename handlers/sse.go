@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -46,7 +47,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache, no-store, no-transform")
 		h.Set("X-Accel-Buffering", "no")
-		out := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout}
+		out := newSSEWriter(w, cfg.WriteTimeout, r.ProtoMajor >= 2)
 		if streams.Err() != nil {
 			out.write(appendRetry(nil, shortRetry()))
 			return
@@ -114,6 +115,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 			logger.DebugContext(r.Context(), "stream write failed", "err", err)
 			return
 		}
+		buf = nil // idle streams hold no frame buffer; writes borrow from frameBufs
 		logger.DebugContext(r.Context(), "stream opened", "from", cursor, "live", fromHead)
 		// An open stream makes its user present in the workspace.
 		refreshPresence, leave := pres.streamOpened(r.Context(), ws, p.UserID)
@@ -144,19 +146,29 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 			if b.Reset {
 				logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
 			}
-			buf = appendBatch(buf[:0], b, &pos)
+			bp := frameBufs.Get().(*[]byte)
+			buf := appendBatch((*bp)[:0], b, &pos)
 			if len(buf) == 0 {
+				// The timer fired. It is not reset on every write (that
+				// would cost a timer update per event): it is checked here.
+				if idle := time.Since(out.lastWrite); idle < cfg.Heartbeat {
+					heartbeat.Reset(cfg.Heartbeat - idle)
+					frameBufs.Put(bp)
+					continue
+				}
 				buf = append(buf, "event: heartbeat\ndata: {}\n\n"...)
+				heartbeat.Reset(cfg.Heartbeat)
 			}
-			if err := out.write(buf); err != nil {
+			err = out.write(buf)
+			if cap(buf) <= 64<<10 { // a burst's big buffer is not kept
+				*bp = buf
+				frameBufs.Put(bp)
+			}
+			if err != nil {
 				logger.DebugContext(r.Context(), "stream write failed", "err", err)
 				return
 			}
-			heartbeat.Reset(cfg.Heartbeat)
 			refreshPresence()
-			if cap(buf) > 64<<10 {
-				buf = make([]byte, 0, 4096) // don't pin a burst's buffer on an idle stream
-			}
 		}
 	})
 }
@@ -237,17 +249,46 @@ func (c Config) retry() time.Duration {
 // to another node.
 func shortRetry() time.Duration { return 250*time.Millisecond + rand.N(750*time.Millisecond) }
 
+// frameBufs lends write buffers, so that an idle stream holds none.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // sseWriter writes frames, each bounded by a deadline so that a client that
 // stopped reading cannot pin the handler.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
+	w         http.ResponseWriter
+	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
+	timeout   time.Duration
+	http2     bool
+	deadline  time.Time // the connection's write deadline (HTTP/1)
+	lastWrite time.Time
 }
 
+func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sseWriter {
+	inner := w
+	for {
+		u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		inner = u.Unwrap()
+	}
+	return &sseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, http2: http2}
+}
+
+// write writes and flushes b. On HTTP/1 the write deadline is moved only
+// when less than half of it is left: every write still gets at least
+// timeout/2, and a busy stream does not pay a deadline update per event.
+// An expired deadline on an idle HTTP/1 connection is harmless, since the
+// next write sets a new one first. On HTTP/2 a deadline is a stream timer
+// that resets the stream even when idle, so it is set and cleared around
+// each write.
 func (s *sseWriter) write(b []byte) error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
+	now := time.Now()
+	if s.http2 || s.deadline.Sub(now) < s.timeout/2 {
+		if err := s.rc.SetWriteDeadline(now.Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		s.deadline = now.Add(s.timeout)
 	}
 	if _, err := s.w.Write(b); err != nil {
 		return err
@@ -255,9 +296,11 @@ func (s *sseWriter) write(b []byte) error {
 	if err := s.rc.Flush(); err != nil {
 		return err
 	}
-	// No deadline while idle: the heartbeat's write will set a fresh one.
-	if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
+	s.lastWrite = now
+	if s.http2 {
+		if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
 	}
 	return nil
 }

@@ -77,6 +77,9 @@ type Config struct {
 	// BusLease bounds how long the bridge stalls when its node dies
 	// (REALTIME_BUS_LEASE; 10s).
 	BusLease time.Duration
+	// DebugAddr, when set, serves net/http/pprof there, on its own listener
+	// so it is never exposed with the API (REALTIME_DEBUG_ADDR; off).
+	DebugAddr string
 	// ShutdownTimeout bounds the graceful shutdown (REALTIME_SHUTDOWN_TIMEOUT; 15s).
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (REALTIME_LOG_LEVEL; info).
@@ -109,7 +112,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Float64("publish_rate", c.PublishRate), slog.Int("publish_burst", c.PublishBurst),
 		slog.Int("max_streams_per_user", c.MaxStreamsPerUser), slog.Int("max_workspaces", c.MaxWorkspaces),
-		slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
+		slog.String("debug_addr", c.DebugAddr), slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
 		slog.Bool("dev", c.Dev),
 	)
 }
@@ -174,6 +177,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envDur("REALTIME_TYPING_TTL", &c.TypingTTL)
 	envInt("REALTIME_MAX_STREAMS_PER_USER", &c.MaxStreamsPerUser)
 	envInt("REALTIME_MAX_WORKSPACES", &c.MaxWorkspaces)
+	c.DebugAddr = getenv("REALTIME_DEBUG_ADDR")
 	c.BusStream = getenv("REALTIME_BUS_STREAM")
 	if v, ok := env("REALTIME_BUS_GROUP"); ok {
 		c.BusGroup = v
@@ -210,6 +214,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.DurationVar(&c.PresenceGrace, "presence-grace", c.PresenceGrace, "online after the last stream closes (REALTIME_PRESENCE_GRACE)")
 	fs.DurationVar(&c.TypingTTL, "typing-ttl", c.TypingTTL, "typing lifetime (REALTIME_TYPING_TTL)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve pprof here, e.g. 127.0.0.1:6060 (REALTIME_DEBUG_ADDR)")
 	fs.StringVar(&c.BusStream, "bus-stream", c.BusStream, "Event Bus stream to bridge (REALTIME_BUS_STREAM)")
 	fs.StringVar(&c.BusGroup, "bus-group", c.BusGroup, "consumer group of the bridge (REALTIME_BUS_GROUP)")
 	fs.StringVar(&c.BusDeadLetter, "bus-dead-letter", c.BusDeadLetter, "dead-letter stream (REALTIME_BUS_DEAD_LETTER)")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -82,6 +83,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer func() { <-bridgeDone }()
 
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -150,6 +159,30 @@ func startBridge(ctx context.Context, cfg Config, log stream.Log, logger *slog.L
 		b.Run(ctx)
 	}()
 	return done, nil
+}
+
+// serveDebug serves pprof on its own listener (opt-in: it must never share
+// the API's address). The returned func stops it.
+func serveDebug(addr string, logger *slog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen debug %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	// Serves until the returned func closes it.
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	logger.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
 }
 
 // openLog picks the log: Redis Streams when a URL is configured (and not in
