@@ -21,6 +21,10 @@ type Config struct {
 	// RedisURL selects the Redis Streams log; empty means the embedded log
 	// (REALTIME_REDIS_URL, --redis-url).
 	RedisURL string
+	// RedisCluster makes RedisURL a Redis Cluster, with seed nodes given as
+	// redis://host1:port?addr=host2:port&addr=host3:port
+	// (REALTIME_REDIS_CLUSTER, --redis-cluster; false).
+	RedisCluster bool
 	// RedisPrefix starts every Redis key (REALTIME_REDIS_PREFIX; "rt").
 	RedisPrefix string
 	// Retention is the events kept per workspace (REALTIME_RETENTION; 10000).
@@ -104,7 +108,7 @@ func (c Config) LogValue() slog.Value {
 		backend = "redis"
 	}
 	return slog.GroupValue(
-		slog.String("addr", c.Addr), slog.String("log", backend), slog.String("redis_prefix", c.RedisPrefix),
+		slog.String("addr", c.Addr), slog.String("log", backend), slog.Bool("redis_cluster", c.RedisCluster), slog.String("redis_prefix", c.RedisPrefix),
 		slog.Int("retention", c.Retention), slog.Bool("jwt_secret_set", c.JWTSecret != ""),
 		slog.String("jwt_issuer", c.JWTIssuer), slog.String("jwt_audience", c.JWTAudience),
 		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
@@ -150,6 +154,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		c.Addr = v
 	}
 	c.RedisURL = getenv("REALTIME_REDIS_URL")
+	if v, ok := env("REALTIME_REDIS_CLUSTER"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("REALTIME_REDIS_CLUSTER: not a boolean: %q", v))
+		}
+		c.RedisCluster = b
+	}
 	if v, ok := env("REALTIME_REDIS_PREFIX"); ok {
 		c.RedisPrefix = v
 	}
@@ -197,6 +208,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (REALTIME_ADDR)")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL; empty: embedded log (REALTIME_REDIS_URL)")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "the Redis URL names a Redis Cluster (REALTIME_REDIS_CLUSTER)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "Redis key prefix (REALTIME_REDIS_PREFIX)")
 	fs.IntVar(&c.Retention, "retention", c.Retention, "events kept per workspace (REALTIME_RETENTION)")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "required iss (REALTIME_JWT_ISSUER)")

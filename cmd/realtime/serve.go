@@ -198,7 +198,7 @@ func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (stream.Log, 
 	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	l, err := redisstream.New(connectCtx, redisstream.Config{
-		URL: cfg.RedisURL, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger, MaxWorkspaces: cfg.MaxWorkspaces,
+		URL: cfg.RedisURL, Cluster: cfg.RedisCluster, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger, MaxWorkspaces: cfg.MaxWorkspaces,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open redis log: %w", err)

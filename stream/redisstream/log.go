@@ -23,8 +23,13 @@ var _ stream.Log = (*Log)(nil)
 
 // Config configures a Log. Zero values are defaults.
 type Config struct {
-	// URL is a redis:// or rediss:// URL (see redis.ParseURL).
+	// URL is a redis:// or rediss:// URL (see redis.ParseURL). With
+	// Cluster, it names one or more seed nodes:
+	// redis://host1:6379?addr=host2:6379&addr=host3:6379 (redis.ParseClusterURL).
 	URL string
+	// Cluster makes URL a Redis Cluster. Every key of a workspace carries
+	// its {workspace} hash tag, so each script runs on one node.
+	Cluster bool
 	// Prefix starts every key and the notification channel ("rt").
 	Prefix string
 	// Retention is the approximate number of events kept per workspace
@@ -39,7 +44,7 @@ type Config struct {
 
 // Log is a stream.Log on Redis Streams.
 type Log struct {
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	prefix    string
 	channel   string
 	ephemeral string // channel of broadcast (unstored) events
@@ -57,13 +62,27 @@ type Log struct {
 // New connects to Redis, checks that it answers, and starts the
 // notification reader. Close stops it.
 func New(ctx context.Context, cfg Config) (*Log, error) {
-	opt, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
-	}
+	var (
+		rdb  redis.UniversalClient
+		addr string
+	)
 	// A retried append whose reply was lost would append twice: retries
 	// are the caller's decision.
-	opt.MaxRetries = -1
+	if cfg.Cluster {
+		opt, err := redis.ParseClusterURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis cluster url: %w", err)
+		}
+		opt.MaxRetries = -1
+		rdb, addr = redis.NewClusterClient(opt), strings.Join(opt.Addrs, ",")
+	} else {
+		opt, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis url: %w", err)
+		}
+		opt.MaxRetries = -1
+		rdb, addr = redis.NewClient(opt), opt.Addr
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "rt"
 	}
@@ -74,12 +93,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Log{
-		rdb: redis.NewClient(opt), prefix: cfg.Prefix, channel: cfg.Prefix + ":events", ephemeral: cfg.Prefix + ":ephemeral",
+		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + ":events", ephemeral: cfg.Prefix + ":ephemeral",
 		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(cfg.MaxWorkspaces), logger: cfg.Logger,
 	}
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		l.rdb.Close()
-		return nil, fmt.Errorf("ping redis at %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("ping redis at %s: %w", addr, err)
 	}
 	feedCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel

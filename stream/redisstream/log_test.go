@@ -143,3 +143,57 @@ func TestRedisPresenceSharedAcrossNodes(t *testing.T) {
 	b := openPrefix(t, srv, 100, a.Prefix())
 	streamtest.RunPresence(t, a, b)
 }
+
+// The log runs unchanged on a three-master Redis Cluster: every operation
+// on a workspace stays in its {workspace} slot.
+func TestConformanceOnCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	openCluster := func(t *testing.T, retention int, prefix string) *redisstream.Log {
+		l, err := redisstream.New(t.Context(), redisstream.Config{
+			URL: cluster.URL(), Cluster: true, Prefix: prefix, Retention: retention,
+			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	streamtest.Run(t, streamtest.Harness{
+		New: func(t *testing.T, retention int) stream.Log {
+			return openCluster(t, retention, fmt.Sprintf("c%d", prefixes.Add(1)))
+		},
+		LoseHistory: func(t *testing.T, l stream.Log) stream.Log {
+			cluster.FlushAll(t)
+			return l
+		},
+	})
+	t.Run("Presence", func(t *testing.T) {
+		p := fmt.Sprintf("c%d", prefixes.Add(1))
+		streamtest.RunPresence(t, openCluster(t, 100, p), openCluster(t, 100, p))
+	})
+	t.Run("Limiter", func(t *testing.T) {
+		p := fmt.Sprintf("c%d", prefixes.Add(1))
+		streamtest.RunLimiter(t, openCluster(t, 100, p), openCluster(t, 100, p))
+	})
+	t.Run("KeysShareASlot", func(t *testing.T) {
+		p := fmt.Sprintf("c%d", prefixes.Add(1))
+		l := openCluster(t, 100, p)
+		for _, ws := range []string{"acme", "globex", "initech"} {
+			if _, err := l.Append(t.Context(), streamtest.Ev(ws, "chat.message", 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cl := cluster.Client(t)
+		slots := map[int64]bool{}
+		for _, ws := range []string{"acme", "globex", "initech"} {
+			s1, _ := cl.ClusterKeySlot(t.Context(), p+":{"+ws+"}:s").Result()
+			s2, _ := cl.ClusterKeySlot(t.Context(), p+":{"+ws+"}:m").Result()
+			if s1 != s2 {
+				t.Errorf("%s: stream in slot %d, meta in slot %d", ws, s1, s2)
+			}
+			slots[s1] = true
+		}
+		t.Logf("3 workspaces over %d slots", len(slots))
+	})
+}
