@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/realtime
 
-.PHONY: run test check build bench fuzz clean
+.PHONY: run test check build bench load fuzz clean
 
 ## run: the service in dev mode (embedded log, generated key, prints a token)
 run:
@@ -21,6 +21,15 @@ check:
 ## build: the binary in bin/
 build:
 	$(GO) build -o $(BIN) ./cmd/realtime
+
+## bench: Go benchmarks of the hot paths, then a short load run
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./stream/... ./handlers
+	$(MAKE) load
+
+## load: a short steady load run with realtime bench against a local dev server (embedded log)
+load: build
+	@./bench/load.sh
 
 ## fuzz: a short run of each fuzz target
 fuzz:

@@ -23,6 +23,7 @@ const usage = `usage:
   realtime token [flags]     mint a token from REALTIME_JWT_SECRET
   realtime tail [flags]      print a workspace's events as they happen (--poll: by long polling)
   realtime publish [flags]   publish one event
+  realtime bench [flags]     load-test a running service (steady, burst, resume, longpoll)
 Each command takes -h.
 `
 
@@ -41,6 +42,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return tailCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "publish":
 		return publishCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -20,6 +20,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var prefixes atomic.Int64
 
+// newLog opens a Log on srv for benchmarks.
+func newLog(tb testing.TB, srv *redistest.Server) (*redisstream.Log, error) {
+	l, err := redisstream.New(tb.Context(), redisstream.Config{URL: srv.URL(), Prefix: fmt.Sprintf("b%d", prefixes.Add(1))})
+	if err == nil {
+		tb.Cleanup(func() { l.Close() })
+	}
+	return l, err
+}
+
 // open returns a Log on srv with a key prefix of its own.
 func open(t *testing.T, srv *redistest.Server, retention int) *redisstream.Log {
 	t.Helper()

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/realtime-dev/realtime/bench"
+)
+
+// benchCmd runs a load scenario against a running service.
+func benchCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var (
+		cfg     bench.Config
+		urls    string
+		jsonOut string
+	)
+	fs := flag.NewFlagSet("realtime bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := getenv("REALTIME_URL")
+	if def == "" {
+		def = "http://127.0.0.1:8080"
+	}
+	fs.StringVar(&urls, "url", def, "service base URL(s), comma-separated to spread subscribers over nodes (REALTIME_URL)")
+	fs.StringVar(&cfg.Token, "token", getenv("REALTIME_TOKEN"), "subscriber token covering every workspace (REALTIME_TOKEN)")
+	fs.StringVar(&cfg.PubToken, "pub-token", getenv("REALTIME_PUB_TOKEN"), "publisher token with events:publish (REALTIME_PUB_TOKEN)")
+	fs.StringVar(&cfg.Mode, "mode", "steady", "steady, burst, resume or longpoll")
+	fs.StringVar(&cfg.Label, "label", "", "label for the result")
+	fs.IntVar(&cfg.Subscribers, "n", 1000, "subscribers (or long polls)")
+	fs.IntVar(&cfg.Workspaces, "w", 10, "workspaces (steady, resume)")
+	fs.StringVar(&cfg.Prefix, "prefix", "ws", "workspace name prefix")
+	fs.Float64Var(&cfg.Rate, "rate", 200, "events per second (steady)")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "publish phase (steady)")
+	fs.IntVar(&cfg.Size, "size", 200, "event data size in bytes")
+	fs.IntVar(&cfg.PubConns, "pub-conns", 4, "concurrent publishers")
+	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 200, "subscribers connecting at once")
+	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "pause between connecting and publishing")
+	fs.IntVar(&cfg.Bursts, "bursts", 5, "bursts (burst)")
+	fs.DurationVar(&cfg.BurstGap, "burst-gap", 2*time.Second, "pause between bursts (burst)")
+	fs.IntVar(&cfg.Behind, "behind", 100, "events per workspace missed while away (resume)")
+	fs.StringVar(&cfg.PID, "pid", "", "server pid(s), comma-separated: report RSS per connection and CPU per delivery")
+	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis host:port: report the Redis commands the scenario cost")
+	fs.StringVar(&jsonOut, "json-out", "", "append the JSON result to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.URLs = strings.Split(urls, ",")
+	if cfg.Token == "" || cfg.PubToken == "" {
+		return fmt.Errorf("--token and --pub-token are required (realtime token mints them)")
+	}
+	res, err := bench.Run(ctx, cfg, stdout)
+	if err != nil {
+		return err
+	}
+	if jsonOut != "" {
+		f, err := os.OpenFile(jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(f, "%s\n", b)
+	}
+	if res.Missing > 0 {
+		return fmt.Errorf("%d deliveries missing", res.Missing)
+	}
+	return nil
+}
