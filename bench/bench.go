@@ -349,7 +349,16 @@ func (r *runner) connectAll(ctx context.Context, subs []*sub, lastIDs []string) 
 			if lastIDs != nil {
 				last = lastIDs[i]
 			}
-			err := r.connect(ctx, s, last)
+			// Like EventSource: a stream that was refused or ended before
+			// it was ready (a node shedding load) is tried again after a
+			// while, a few times.
+			var err error
+			for attempt := range 5 {
+				if err = r.connect(ctx, s, last); err == nil || ctx.Err() != nil {
+					break
+				}
+				time.Sleep(time.Duration(500+attempt*500+int(time.Now().UnixNano()%1000)) * time.Millisecond)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -40,6 +41,9 @@ type presence struct {
 	store  presenceStore
 	out    broadcaster
 	cfg    Config
+
+	mu    sync.Mutex            // guards local
+	local map[string]*localConn // by workspace and user
 }
 
 // announce broadcasts an ephemeral event; failures are logged, not
@@ -62,31 +66,66 @@ func (p *presence) changed(ctx context.Context, ws string, cur stream.Presence) 
 	p.announce(ctx, ws, "presence.updated", cur)
 }
 
+// local counts this node's open streams per workspace and user, so that
+// the shared store records one connection per node and user, not one per
+// stream: a user with ten tabs, or a benchmark with thousands of streams
+// for one user, costs one record and one refresh per interval.
+type localConn struct {
+	conn        string // this node's connection id in the store
+	streams     int
+	lastRefresh time.Time
+}
+
 // streamOpened counts a stream as presence; the returned func refreshes it
 // when due, and done ends it (offline after a grace, unless the user
 // reconnects or has other streams).
 func (p *presence) streamOpened(ctx context.Context, ws, user string) (refresh func(), done func()) {
-	conn := appmw.NewID()
+	key := ws + "\x00" + user
 	connTTL := 3 * p.cfg.Heartbeat
-	if cur, changed, err := p.store.OpenConn(ctx, ws, user, conn, connTTL); err != nil {
-		p.logger.WarnContext(ctx, "presence not recorded", "err", err)
-	} else if changed {
-		p.changed(ctx, ws, cur)
+	p.mu.Lock()
+	lc := p.local[key]
+	first := lc == nil
+	if first {
+		lc = &localConn{conn: appmw.NewID(), lastRefresh: time.Now()}
+		p.local[key] = lc
 	}
-	last := time.Now()
+	lc.streams++
+	p.mu.Unlock()
+	if first {
+		if cur, changed, err := p.store.OpenConn(ctx, ws, user, lc.conn, connTTL); err != nil {
+			p.logger.WarnContext(ctx, "presence not recorded", "err", err)
+		} else if changed {
+			p.changed(ctx, ws, cur)
+		}
+	}
 	refresh = func() {
-		if time.Since(last) < p.cfg.Heartbeat {
+		p.mu.Lock()
+		due := time.Since(lc.lastRefresh) >= p.cfg.Heartbeat
+		if due {
+			lc.lastRefresh = time.Now()
+		}
+		p.mu.Unlock()
+		if !due {
 			return
 		}
-		last = time.Now()
-		if err := p.store.RefreshConn(ctx, ws, user, conn, connTTL); err != nil {
+		if err := p.store.RefreshConn(ctx, ws, user, lc.conn, connTTL); err != nil {
 			p.logger.DebugContext(ctx, "presence not refreshed", "err", err)
 		}
 	}
 	done = func() {
+		p.mu.Lock()
+		lc.streams--
+		last := lc.streams == 0
+		if last {
+			delete(p.local, key)
+		}
+		p.mu.Unlock()
+		if !last {
+			return
+		}
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := p.store.CloseConn(bg, ws, user, conn); err != nil {
+		if err := p.store.CloseConn(bg, ws, user, lc.conn); err != nil {
 			p.logger.DebugContext(ctx, "presence not closed", "err", err)
 		}
 		// Runs once after the grace; a reconnect within it keeps the user

@@ -18,7 +18,7 @@ import (
 func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context, schemas *realtime.Schemas) {
 	onError := errorWriter(logger)
 	conns := newConnLimit(cfg.MaxStreamsPerUser)
-	pres := &presence{logger: logger, store: log.(presenceStore), out: log, cfg: cfg}
+	pres := &presence{logger: logger, store: log.(presenceStore), out: log, cfg: cfg, local: map[string]*localConn{}}
 	r.Method(http.MethodGet, "/healthz", handleHealth())
 	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())

@@ -52,7 +52,9 @@ type Log struct {
 	hub       *stream.Hub
 	logger    *slog.Logger
 
-	feedUp atomic.Bool // the notification subscription is live
+	feedUp    atomic.Bool   // the notification subscription is live
+	subbed    chan struct{} // closed once it first is
+	subbedOne sync.Once
 	cancel context.CancelFunc
 	ps     *redis.PubSub
 	wg     sync.WaitGroup
@@ -74,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("parse redis cluster url: %w", err)
 		}
 		opt.MaxRetries = -1
+		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
 		rdb, addr = redis.NewClusterClient(opt), strings.Join(opt.Addrs, ",")
 	} else {
 		opt, err := redis.ParseURL(cfg.URL)
@@ -81,6 +84,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
 		opt.MaxRetries = -1
+		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
 		rdb, addr = redis.NewClient(opt), opt.Addr
 	}
 	if cfg.Prefix == "" {
@@ -95,6 +99,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	l := &Log{
 		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + ":events", ephemeral: cfg.Prefix + ":ephemeral",
 		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(cfg.MaxWorkspaces), logger: cfg.Logger,
+		subbed: make(chan struct{}),
 	}
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		l.rdb.Close()
@@ -115,7 +120,29 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		defer l.wg.Done()
 		l.feed(feedCtx)
 	}()
-	return l, nil
+	// Hand the log out only once notifications flow: on a cluster the
+	// SUBSCRIBE and the first appends go to different nodes, and anything
+	// published before the subscription took would never reach this node.
+	select {
+	case <-l.subbed:
+		return l, nil
+	case <-ctx.Done():
+		l.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", l.channel, ctx.Err())
+	}
+}
+
+// poolDefaults sizes the request pool for reconnect storms, unless the URL
+// says otherwise (pool_size=, pool_timeout=): go-redis's default of 10 per
+// CPU and a 4s wait turn thousands of simultaneous resumes into timeouts,
+// while Redis itself serves them in a fraction of that.
+func poolDefaults(size *int, timeout *time.Duration, url string) {
+	if !strings.Contains(url, "pool_size=") {
+		*size = max(*size, 128)
+	}
+	if !strings.Contains(url, "pool_timeout=") {
+		*timeout = max(*timeout, 30*time.Second)
+	}
 }
 
 // Prefix returns the key prefix.
@@ -489,6 +516,7 @@ func (l *Log) feed(ctx context.Context) {
 			if !l.feedUp.Swap(true) {
 				l.logger.Info("redis notification feed subscribed", "channel", m.Channel)
 			}
+			l.subbedOne.Do(func() { close(l.subbed) })
 			backoff = 50 * time.Millisecond
 			l.hub.Resync()
 		case *redis.Message:

@@ -635,10 +635,14 @@ func testBroadcast(t *testing.T, h Harness) {
 	durable := appendN(t, l, "ws1", 1)
 	var eph []string
 	var got []*stream.Event
-	for len(got) < 1 {
-		b, err := tail.Next(t.Context(), nil)
+	// The two may come in separate batches, in either order (a resync can
+	// send the reader to the log for the durable one first).
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for len(got) < 1 || len(eph) < 1 {
+		b, err := tail.Next(ctx, nil)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("after %d durable and ephemeral %v: %v", len(got), eph, err)
 		}
 		for _, e := range b.Ephemeral {
 			eph = append(eph, e.Type)

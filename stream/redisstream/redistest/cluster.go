@@ -91,7 +91,56 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	c.waitMesh(tb)
 	return c
+}
+
+// waitMesh waits until a message published on any node reaches a
+// subscriber on every other: "cluster_state:ok" comes before all the
+// cluster bus links are up, and PUBLISH travels over them.
+func (c *Cluster) waitMesh(tb testing.TB) {
+	tb.Helper()
+	ctx := context.Background()
+	var subs []*redis.PubSub
+	for _, s := range c.Nodes {
+		ps := s.Client().Subscribe(ctx, "redistest:mesh")
+		if _, err := ps.Receive(ctx); err != nil {
+			tb.Fatalf("subscribe on %s: %v", s, err)
+		}
+		tb.Cleanup(func() { ps.Close() })
+		subs = append(subs, ps)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for round := 0; ; round++ {
+		for i, s := range c.Nodes {
+			s.Client().Publish(ctx, "redistest:mesh", fmt.Sprintf("%d:%d", round, i))
+		}
+		all := true
+		for _, ps := range subs {
+			seen := map[string]bool{}
+			for len(seen) < len(c.Nodes) {
+				msg, err := ps.ReceiveTimeout(ctx, 200*time.Millisecond)
+				if err != nil {
+					break
+				}
+				if m, ok := msg.(*redis.Message); ok {
+					r, from, _ := strings.Cut(m.Payload, ":")
+					if r == strconv.Itoa(round) {
+						seen[from] = true
+					}
+				}
+			}
+			if len(seen) < len(c.Nodes) {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("cluster bus links not up within 30s")
+		}
+	}
 }
 
 // URL is a cluster URL for redisstream.Config with Cluster set.
