@@ -55,10 +55,10 @@ type Log struct {
 	feedUp    atomic.Bool   // the notification subscription is live
 	subbed    chan struct{} // closed once it first is
 	subbedOne sync.Once
-	cancel context.CancelFunc
-	ps     *redis.PubSub
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	cancel    context.CancelFunc
+	ps        *redis.PubSub
+	wg        sync.WaitGroup
+	closed    atomic.Bool
 }
 
 // New connects to Redis, checks that it answers, and starts the
