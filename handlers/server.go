@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -47,6 +48,12 @@ type Config struct {
 	TypingTTL time.Duration
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
 	IdempotencyTTL time.Duration
+	// Hijacked, when set, lets HTTP/1 streams take over their connection
+	// once set up, which releases the handler's stack and net/http's
+	// per-connection buffers (a third of a stream's memory). Shutdown does
+	// not wait for hijacked connections: the caller waits on this group
+	// after cancelling the streams context.
+	Hijacked *sync.WaitGroup
 	// DevToken, when set (only under --dev), is embedded in the dashboard
 	// so that it signs itself in.
 	DevToken string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -58,119 +59,200 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 			out.write(appendRetry(nil, cfg.retry()))
 			return
 		}
-		defer conns.release(p.UserID)
-
-		// The stream ends when the client leaves, the server drains, or
-		// the token expires, whichever comes first.
-		ctx, cancel := context.WithCancelCause(r.Context())
-		defer cancel(nil)
-		stopDrain := context.AfterFunc(streams, func() { cancel(errDraining) })
-		defer stopDrain()
-		expiry := time.AfterFunc(time.Until(p.Expires), func() { cancel(errTokenExpired) })
-		defer expiry.Stop()
 
 		tail := stream.NewTail(log, ws, cursor, fromHead, stream.TailConfig{
 			Filter: stream.Filter{Types: types, UserID: p.UserID}, Queue: cfg.Queue,
 		})
-		defer tail.Close()
-		first, err := tail.Next(ctx, nil)
+		first, err := tail.Next(r.Context(), nil)
 		if err != nil {
+			tail.Close()
+			conns.release(p.UserID)
 			switch {
 			case errors.Is(err, stream.ErrTooManyWorkspaces):
 				logger.WarnContext(r.Context(), "stream refused: node follows too many workspaces")
-			case ctx.Err() == nil:
+			case r.Context().Err() == nil:
 				logger.ErrorContext(r.Context(), "stream could not start, client told to retry", "err", err)
 			}
 			out.write(appendRetry(nil, cfg.retry()))
 			return
 		}
-		// The retry: frame goes out only now that the subscription is
-		// live: a client that has read it misses nothing published later.
-		pos := cursor
-		buf := make([]byte, 0, 4096)
-		if fromHead {
-			// One block carries both the reconnection time and the
-			// resume point: a client that drops before any event comes
-			// back from here, not "from now", and misses nothing.
-			buf = append(buf, "retry: "...)
-			buf = strconv.AppendInt(buf, cfg.retry().Milliseconds(), 10)
-			buf = append(buf, "\nid: "...)
-			buf, _ = first.Position.AppendText(buf)
-			buf = append(buf, "\n\n"...)
-			pos = first.Position
-		} else {
-			buf = appendRetry(buf, cfg.retry())
+		st := &sseStream{logger: logger, cfg: cfg, r: r, ws: ws, user: p.UserID, expires: p.Expires,
+			cursor: cursor, fromHead: fromHead, tail: tail, out: out, conns: conns, pres: pres}
+		if cfg.Hijacked != nil && r.ProtoMajor == 1 {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				// The connection is ours now: the handler's deep stack and
+				// net/http's per-connection buffers are released, and a
+				// small goroutine carries the stream (see sseStream).
+				st.out = newConnWriter(conn, cfg.WriteTimeout)
+				st.header = rawHeader(h)
+				cfg.Hijacked.Add(2)
+				ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+				// Exits when the client goes away or run closes conn.
+				go func() {
+					defer cfg.Hijacked.Done()
+					var b [1]byte
+					for {
+						if _, err := conn.Read(b[:]); err != nil {
+							cancel(errClientGone)
+							return
+						}
+					}
+				}()
+				// Exits when the stream ends; it closes conn.
+				go func() {
+					defer cfg.Hijacked.Done()
+					defer conn.Close()
+					st.run(ctx, cancel, first, streams)
+				}()
+				return
+			}
 		}
-		// A named event a script can observe (retry: and id: lines
-		// dispatch nothing): the stream is live and not held back by a
-		// buffering proxy. It carries the resume point so far.
-		buf = append(buf, "event: ready\ndata: {\"cursor\":\""...)
-		buf, _ = pos.AppendText(buf)
-		buf = append(buf, "\"}\n\n"...)
-		buf = appendBatch(buf, first, &pos)
-		if first.Reset {
-			logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", cursor, "head", first.Position)
-		}
-		if err := out.write(buf); err != nil {
-			logger.DebugContext(r.Context(), "stream write failed", "err", err)
+		ctx, cancel := context.WithCancelCause(r.Context())
+		st.run(ctx, cancel, first, streams)
+	})
+}
+
+var errClientGone = errors.New("client left")
+
+// sseStream is one open stream after its setup: run writes its frames
+// until it ends, on the handler's goroutine or, once the connection is
+// hijacked, on a goroutine of its own.
+type sseStream struct {
+	logger   *slog.Logger
+	cfg      Config
+	r        *http.Request
+	ws, user string
+	expires  time.Time
+	cursor   stream.ID
+	fromHead bool
+	tail     *stream.Tail
+	out      *sseWriter
+	header   []byte // a hijacked stream writes its own status line and headers
+	conns    *connLimit
+	pres     *presence
+}
+
+// run sends the opening frames and then every batch until the client
+// leaves, the server drains, or the token expires.
+func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, first stream.Batch, streams context.Context) {
+	logger, cfg, out := st.logger, st.cfg, st.out
+	// The request's values (log attributes) without its cancellation: a
+	// hijacked stream outlives its handler, whose return cancels the
+	// request's context. ctx is the stream's own.
+	rctx := context.WithoutCancel(st.r.Context())
+	defer st.conns.release(st.user)
+	defer st.tail.Close()
+	defer cancel(nil)
+	stopDrain := context.AfterFunc(streams, func() { cancel(errDraining) })
+	defer stopDrain()
+	expiry := time.AfterFunc(time.Until(st.expires), func() { cancel(errTokenExpired) })
+	defer expiry.Stop()
+	opened := time.Now()
+
+	// The retry: frame goes out only now that the subscription is live: a
+	// client that has read it misses nothing published later.
+	pos := st.cursor
+	buf := append(make([]byte, 0, 4096), st.header...)
+	if st.fromHead {
+		// One block carries both the reconnection time and the resume
+		// point: a client that drops before any event comes back from
+		// here, not "from now", and misses nothing.
+		buf = append(buf, "retry: "...)
+		buf = strconv.AppendInt(buf, cfg.retry().Milliseconds(), 10)
+		buf = append(buf, "\nid: "...)
+		buf, _ = first.Position.AppendText(buf)
+		buf = append(buf, "\n\n"...)
+		pos = first.Position
+	} else {
+		buf = appendRetry(buf, cfg.retry())
+	}
+	// A named event a script can observe (retry: and id: lines dispatch
+	// nothing): the stream is live and not held back by a buffering
+	// proxy. It carries the resume point so far.
+	buf = append(buf, "event: ready\ndata: {\"cursor\":\""...)
+	buf, _ = pos.AppendText(buf)
+	buf = append(buf, "\"}\n\n"...)
+	buf = appendBatch(buf, first, &pos)
+	if first.Reset {
+		logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", st.cursor, "head", first.Position)
+	}
+	if err := out.write(buf); err != nil {
+		logger.DebugContext(rctx, "stream write failed", "err", err)
+		return
+	}
+	logger.DebugContext(rctx, "stream opened", "from", st.cursor, "live", st.fromHead)
+	defer func() {
+		logger.DebugContext(rctx, "stream closed", "duration", time.Since(opened).String(), "position", pos)
+	}()
+	// An open stream makes its user present in the workspace.
+	refreshPresence, leave := st.pres.streamOpened(rctx, st.ws, st.user)
+	defer leave()
+
+	heartbeat := time.NewTimer(cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		b, err := st.tail.Next(ctx, heartbeat.C)
+		if err != nil {
+			cause := context.Cause(ctx)
+			switch {
+			case errors.Is(err, stream.ErrSlowSubscriber):
+				logger.WarnContext(rctx, "subscriber too slow, dropped", "position", pos, "queue", cfg.Queue)
+				out.write(appendRetry(nil, cfg.retry()))
+			case errors.Is(cause, errDraining):
+				out.write(appendRetry(nil, shortRetry()))
+			case errors.Is(cause, errTokenExpired):
+				logger.DebugContext(rctx, "stream ended: token expired")
+			case ctx.Err() != nil:
+				logger.DebugContext(rctx, "stream ended: client left")
+			default:
+				logger.ErrorContext(rctx, "stream read failed, client told to retry", "err", err)
+				out.write(appendRetry(nil, cfg.retry()))
+			}
 			return
 		}
-		buf = nil // idle streams hold no frame buffer; writes borrow from frameBufs
-		logger.DebugContext(r.Context(), "stream opened", "from", cursor, "live", fromHead)
-		// An open stream makes its user present in the workspace.
-		refreshPresence, leave := pres.streamOpened(r.Context(), ws, p.UserID)
-		defer leave()
-
-		heartbeat := time.NewTimer(cfg.Heartbeat)
-		defer heartbeat.Stop()
-		for {
-			b, err := tail.Next(ctx, heartbeat.C)
-			if err != nil {
-				cause := context.Cause(ctx)
-				switch {
-				case errors.Is(err, stream.ErrSlowSubscriber):
-					logger.WarnContext(r.Context(), "subscriber too slow, dropped", "position", pos, "queue", cfg.Queue)
-					out.write(appendRetry(nil, cfg.retry()))
-				case errors.Is(cause, errDraining):
-					out.write(appendRetry(nil, shortRetry()))
-				case errors.Is(cause, errTokenExpired):
-					logger.DebugContext(r.Context(), "stream ended: token expired")
-				case ctx.Err() != nil:
-					logger.DebugContext(r.Context(), "stream ended: client left")
-				default:
-					logger.ErrorContext(r.Context(), "stream read failed, client told to retry", "err", err)
-					out.write(appendRetry(nil, cfg.retry()))
-				}
-				return
-			}
-			if b.Reset {
-				logger.InfoContext(r.Context(), "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
-			}
-			bp := frameBufs.Get().(*[]byte)
-			buf := appendBatch((*bp)[:0], b, &pos)
-			if len(buf) == 0 {
-				// The timer fired. It is not reset on every write (that
-				// would cost a timer update per event): it is checked here.
-				if idle := time.Since(out.lastWrite); idle < cfg.Heartbeat {
-					heartbeat.Reset(cfg.Heartbeat - idle)
-					frameBufs.Put(bp)
-					continue
-				}
-				buf = append(buf, "event: heartbeat\ndata: {}\n\n"...)
-				heartbeat.Reset(cfg.Heartbeat)
-			}
-			err = out.write(buf)
-			if cap(buf) <= 64<<10 { // a burst's big buffer is not kept
-				*bp = buf
-				frameBufs.Put(bp)
-			}
-			if err != nil {
-				logger.DebugContext(r.Context(), "stream write failed", "err", err)
-				return
-			}
-			refreshPresence()
+		if b.Reset {
+			logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
 		}
-	})
+		bp := frameBufs.Get().(*[]byte)
+		buf := appendBatch((*bp)[:0], b, &pos)
+		if len(buf) == 0 {
+			// The timer fired. It is not reset on every write (that
+			// would cost a timer update per event): it is checked here.
+			if idle := time.Since(out.lastWrite); idle < cfg.Heartbeat {
+				heartbeat.Reset(cfg.Heartbeat - idle)
+				frameBufs.Put(bp)
+				continue
+			}
+			buf = append(buf, "event: heartbeat\ndata: {}\n\n"...)
+			heartbeat.Reset(cfg.Heartbeat)
+		}
+		err = out.write(buf)
+		if cap(buf) <= 64<<10 { // a burst's big buffer is not kept
+			*bp = buf
+			frameBufs.Put(bp)
+		}
+		if err != nil {
+			logger.DebugContext(rctx, "stream write failed", "err", err)
+			return
+		}
+		refreshPresence()
+	}
+}
+
+// rawHeader renders the status line and headers a hijacked stream sends
+// itself. The body is delimited by the connection's close: no chunking.
+func rawHeader(h http.Header) []byte {
+	b := []byte("HTTP/1.1 200 OK\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "Connection: close\r\n\r\n"...)
+	return b
 }
 
 // resumePoint picks where a stream starts: the Last-Event-ID header, else
@@ -255,12 +337,19 @@ var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // sseWriter writes frames, each bounded by a deadline so that a client that
 // stopped reading cannot pin the handler.
 type sseWriter struct {
+	conn      net.Conn // a hijacked connection; w and rc are then unused
 	w         http.ResponseWriter
 	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
 	timeout   time.Duration
 	http2     bool
 	deadline  time.Time // the connection's write deadline (HTTP/1)
 	lastWrite time.Time
+}
+
+// newConnWriter writes straight to a hijacked connection: one write(2) per
+// batch, no buffering, no chunking.
+func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
+	return &sseWriter{conn: c, timeout: timeout}
 }
 
 func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sseWriter {
@@ -284,6 +373,19 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sse
 // each write.
 func (s *sseWriter) write(b []byte) error {
 	now := time.Now()
+	if s.conn != nil {
+		if s.deadline.Sub(now) < s.timeout/2 {
+			if err := s.conn.SetWriteDeadline(now.Add(s.timeout)); err != nil {
+				return err
+			}
+			s.deadline = now.Add(s.timeout)
+		}
+		if _, err := s.conn.Write(b); err != nil {
+			return err
+		}
+		s.lastWrite = now
+		return nil
+	}
 	if s.http2 || s.deadline.Sub(now) < s.timeout/2 {
 		if err := s.rc.SetWriteDeadline(now.Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err

@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -62,12 +63,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	streams, stopStreams := context.WithCancel(context.Background())
 	defer stopStreams()
+	// Hijacked streams are not tracked by Shutdown; they end when streams
+	// is cancelled, and serve waits for them before closing the log.
+	var hijacked sync.WaitGroup
+	defer waitHijacked(&hijacked, cfg.ShutdownTimeout, logger)
+	defer stopStreams()
 	srv := &http.Server{
 		Handler: handlers.New(logger, handlers.Config{
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 			PresenceTTL: cfg.PresenceTTL, PresenceGrace: cfg.PresenceGrace, TypingTTL: cfg.TypingTTL,
+			Hijacked: &hijacked,
 		}, log, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -114,11 +121,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		srv.Close()
 		return fmt.Errorf("shutdown: %w", err)
 	}
+
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// waitHijacked waits, at most timeout, for hijacked streams to end after
+// the streams context was cancelled, so that the log outlives them.
+func waitHijacked(wg *sync.WaitGroup, timeout time.Duration, logger *slog.Logger) {
+	done := make(chan struct{})
+	// Exits when the streams have ended; after a timeout nobody waits for
+	// it, and the process is exiting anyway.
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		logger.Warn("hijacked streams still open at shutdown")
+	}
 }
 
 // startBridge starts the Event Bus bridge when one is configured. It runs
