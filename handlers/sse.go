@@ -86,7 +86,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 				st.out = newConnWriter(conn, cfg.WriteTimeout)
 				st.header = rawHeader(h)
 				cfg.Hijacked.Add(2)
-				ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+				ctx, cancel := context.WithCancelCause(appmw.Detach(r.Context()))
 				// Exits when the client goes away or run closes conn.
 				go func() {
 					defer cfg.Hijacked.Done()
@@ -136,10 +136,11 @@ type sseStream struct {
 // leaves, the server drains, or the token expires.
 func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, first stream.Batch, streams context.Context) {
 	logger, cfg, out := st.logger, st.cfg, st.out
-	// The request's values (log attributes) without its cancellation: a
-	// hijacked stream outlives its handler, whose return cancels the
-	// request's context. ctx is the stream's own.
-	rctx := context.WithoutCancel(st.r.Context())
+	// The request's log attributes without the request: a hijacked stream
+	// outlives its handler, whose return cancels the request's context and
+	// would otherwise keep the whole request alive. ctx is the stream's own.
+	rctx := appmw.Detach(st.r.Context())
+	st.r = nil
 	defer st.conns.release(st.user)
 	defer st.tail.Close()
 	defer cancel(nil)
@@ -153,6 +154,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 	// client that has read it misses nothing published later.
 	pos := st.cursor
 	buf := append(make([]byte, 0, 4096), st.header...)
+	st.header = nil
 	if st.fromHead {
 		// One block carries both the reconnection time and the resume
 		// point: a client that drops before any event comes back from

@@ -67,6 +67,21 @@ func (h ctxHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h ctxHandler) WithGroup(name string) slog.Handler { return ctxHandler{h.Handler.WithGroup(name)} }
 
+// Detach returns a context that carries only ctx's log attributes and
+// request id: for work that outlives the request (a hijacked stream),
+// without keeping the request, its router state and its cancellation
+// alive.
+func Detach(ctx context.Context) context.Context {
+	d := context.Background()
+	if b, ok := ctx.Value(logBagKey{}).(*logBag); ok {
+		d = context.WithValue(d, logBagKey{}, b)
+	}
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		d = context.WithValue(d, requestIDKey{}, id)
+	}
+	return d
+}
+
 type requestIDKey struct{}
 
 // RequestIDFromContext returns the request's id, or "".

@@ -140,14 +140,14 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 				sub = log.Subscribe(workspace, filter, ephemeralQueue)
 				continue
 			}
-			if d.Event != nil && d.Event.ID.IsZero() {
+			if !d.Resync() && d.Event != nil && d.Event.ID.IsZero() {
 				// Broadcast events answer the poll at once, with whatever
 				// else is queued; the cursor stays where it is.
 				res.Ephemeral = append(res.Ephemeral, d.Event)
 				for more := true; more; {
 					select {
 					case d, ok := <-sub.C():
-						if ok && d.Event != nil && d.Event.ID.IsZero() {
+						if ok && !d.Resync() && d.Event != nil && d.Event.ID.IsZero() {
 							res.Ephemeral = append(res.Ephemeral, d.Event)
 						}
 						more = ok
@@ -170,7 +170,7 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 						switch {
 						case !ok:
 							more = false
-						case d.Event != nil && d.Event.ID.IsZero():
+						case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
 							res.Ephemeral = append(res.Ephemeral, d.Event)
 						case d.Event != nil && d.Event.ID == res.NextCursor.Next():
 							res.Events = append(res.Events, d.Event)

@@ -14,17 +14,22 @@ var ErrTooManyWorkspaces = errors.New("node follows too many workspaces")
 // was full: its reader fell behind. The reader resumes from the log.
 var ErrSlowSubscriber = errors.New("subscriber too slow")
 
-// Delivery is one item of a subscription's queue.
+// Delivery is one item of a subscription's queue. It is one pointer wide,
+// because every subscriber's queue is allocated at its full bound.
 type Delivery struct {
-	// Event is the next event, or nil for a resync marker. An event with
-	// the zero ID is ephemeral (see Log.Broadcast).
+	// Event is the next event (nil for a resync marker). An event with the
+	// zero ID is ephemeral (see Log.Broadcast).
 	Event *Event
-	// Resync tells the reader that the node may have missed events before
-	// the next delivery (the Redis notification connection dropped, or a
-	// hole appeared in the numbering): it must read the log from its own
-	// last id before trusting deliveries again.
-	Resync bool
 }
+
+// resyncMarker is the Event of a resync Delivery.
+var resyncMarker = &Event{Type: "resync"}
+
+// Resync reports a resync marker: the node may have missed events before
+// the next delivery (the Redis notification connection dropped, or a hole
+// appeared in the numbering), so the reader must read the log from its own
+// last id before trusting deliveries again.
+func (d Delivery) Resync() bool { return d.Event == resyncMarker }
 
 // Filter selects the events a reader may and wants to see.
 type Filter struct {
@@ -200,7 +205,7 @@ func (h *Hub) Publish(e *Event) {
 			return // a duplicate notification
 		}
 		for s := range t.subs {
-			s.send(Delivery{Resync: true})
+			s.send(Delivery{Event: resyncMarker})
 		}
 	}
 	t.last = e.ID
@@ -241,7 +246,7 @@ func (h *Hub) Resync() {
 		t.mu.Lock()
 		t.last = ID{} // unknown until the next event
 		for s := range t.subs {
-			s.send(Delivery{Resync: true})
+			s.send(Delivery{Event: resyncMarker})
 		}
 		t.mu.Unlock()
 	}

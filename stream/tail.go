@@ -193,9 +193,9 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 			return b, false, reason
 		}
 		switch e := d.Event; {
-		case !d.Resync && e.ID.IsZero():
+		case !d.Resync() && e.ID.IsZero():
 			b.Ephemeral = append(b.Ephemeral, e)
-		case d.Resync || e.ID.Epoch != t.last.Epoch:
+		case d.Resync() || e.ID.Epoch != t.last.Epoch:
 			// The feed may have a hole here: deliver what we have, then
 			// read the log from where we are.
 			t.caughtUp = false
