@@ -304,8 +304,8 @@ func recv(t *testing.T, s *stream.Subscription) (stream.Delivery, bool) {
 	select {
 	case d, ok := <-s.C():
 		return d, ok
-	case <-time.After(10 * time.Second):
-		t.Fatal("no delivery within 10s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery within 30s")
 		return stream.Delivery{}, false
 	}
 }
