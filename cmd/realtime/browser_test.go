@@ -495,31 +495,7 @@ func TestBrowserWithoutEventSourcePolls(t *testing.T) {
 // until it ends, as a misconfigured proxy does: a stream never gets through.
 func bufferingProxy(t *testing.T, target string) *httptest.Server {
 	t.Helper()
-	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 502)
-			return
-		}
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultTransport.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), 502)
-			return
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body) // a stream ends only when the client leaves
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		w.Write(body)
-	}))
-	t.Cleanup(func() {
-		p.CloseClientConnections()
-		p.Close()
-	})
-	return p
+	return newSwitchingProxy(t, target).Server
 }
 
 func TestBrowserBufferingProxyFallsBackToPolling(t *testing.T) {

@@ -140,6 +140,16 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			*dst = d
 		}
 	}
+	envBool := func(key string, dst *bool) {
+		if v, ok := env(key); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: not a boolean: %q", key, v))
+				return
+			}
+			*dst = b
+		}
+	}
 	envInt := func(key string, dst *int) {
 		if v, ok := env(key); ok {
 			n, err := strconv.Atoi(v)
@@ -154,13 +164,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		c.Addr = v
 	}
 	c.RedisURL = getenv("REALTIME_REDIS_URL")
-	if v, ok := env("REALTIME_REDIS_CLUSTER"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("REALTIME_REDIS_CLUSTER: not a boolean: %q", v))
-		}
-		c.RedisCluster = b
-	}
+	envBool("REALTIME_REDIS_CLUSTER", &c.RedisCluster)
 	if v, ok := env("REALTIME_REDIS_PREFIX"); ok {
 		c.RedisPrefix = v
 	}
@@ -196,13 +200,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	c.BusDeadLetter = getenv("REALTIME_BUS_DEAD_LETTER")
 	envDur("REALTIME_BUS_LEASE", &c.BusLease)
 	level := strings.ToLower(getenv("REALTIME_LOG_LEVEL"))
-	if v, ok := env("REALTIME_DEV"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("REALTIME_DEV: not a boolean: %q", v))
-		}
-		c.Dev = b
-	}
+	envBool("REALTIME_DEV", &c.Dev)
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
