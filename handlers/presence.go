@@ -3,9 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"sync"
 	"time"
@@ -259,13 +257,8 @@ func (p *presence) expireTyping(ctx context.Context, ws, chat, user, token strin
 // decodeBody reads a small JSON object body into v, answering the error
 // itself when it cannot.
 func decodeBody(logger *slog.Logger, w http.ResponseWriter, r *http.Request, cfg Config, v any) bool {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json"))
-		return false
-	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBody))
-	if err != nil {
-		writeError(logger, w, r, err)
+	raw, ok := readJSON(logger, w, r, cfg)
+	if !ok {
 		return false
 	}
 	if err := decodeStrict(raw, v); err != nil {

@@ -55,13 +55,8 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits rateLim
 				return
 			}
 		}
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the event as application/json"))
-			return
-		}
-		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBody))
-		if err != nil {
-			writeError(logger, w, r, err)
+		raw, ok := readJSON(logger, w, r, cfg)
+		if !ok {
 			return
 		}
 		var generic map[string]any
@@ -97,6 +92,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits rateLim
 		var (
 			e        *stream.Event
 			replayed bool
+			err      error
 		)
 		if hasKey {
 			// The fingerprint is of the decoded body, re-encoded with
@@ -130,6 +126,21 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits rateLim
 		w.WriteHeader(http.StatusCreated)
 		w.Write(append(e.JSON(), '\n'))
 	})
+}
+
+// readJSON reads a JSON request body of at most cfg.MaxBody bytes,
+// answering the error itself (415, 413) when it cannot.
+func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, cfg Config) ([]byte, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json"))
+		return nil, false
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBody))
+	if err != nil {
+		writeError(logger, w, r, err)
+		return nil, false
+	}
+	return raw, true
 }
 
 // decodeStrict decodes exactly one JSON value from raw.

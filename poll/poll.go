@@ -140,50 +140,21 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 				sub = log.Subscribe(workspace, filter, ephemeralQueue)
 				continue
 			}
-			if !d.Resync() && d.Event != nil && d.Event.ID.IsZero() {
+			switch {
+			case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
 				// Broadcast events answer the poll at once, with whatever
 				// else is queued; the cursor stays where it is.
 				res.Ephemeral = append(res.Ephemeral, d.Event)
-				for more := true; more; {
-					select {
-					case d, ok := <-sub.C():
-						if ok && !d.Resync() && d.Event != nil && d.Event.ID.IsZero() {
-							res.Ephemeral = append(res.Ephemeral, d.Event)
-						}
-						more = ok
-					default:
-						more = false
-					}
-				}
+				drain(sub, &res, q.Limit, false)
 				return res, nil
-			}
-			if d.Event != nil && d.Event.ID == res.NextCursor.Next() {
+			case d.Event != nil && d.Event.ID == res.NextCursor.Next():
 				// The hub handed over exactly the next event: answer with
 				// it (and whatever follows it, contiguous, in the queue)
 				// without reading the log, so one event waking thousands
 				// of long polls costs no reads of the store.
 				res.Events = append(res.Events, d.Event)
 				res.NextCursor = d.Event.ID
-				for more := true; more && len(res.Events) < q.Limit; {
-					select {
-					case d, ok := <-sub.C():
-						switch {
-						case !ok:
-							more = false
-						case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
-							res.Ephemeral = append(res.Ephemeral, d.Event)
-						case d.Event != nil && d.Event.ID == res.NextCursor.Next():
-							res.Events = append(res.Events, d.Event)
-							res.NextCursor = d.Event.ID
-						default:
-							// A gap or a resync: the next poll reads the log.
-							res.HasMore = true
-							more = false
-						}
-					default:
-						more = false
-					}
-				}
+				drain(sub, &res, q.Limit, true)
 				return res, nil
 			}
 		}
@@ -218,4 +189,33 @@ func scan(ctx context.Context, log stream.Log, workspace string, cursor stream.I
 		}
 	}
 	return res, nil
+}
+
+// drain adds to res what is already queued without waiting: broadcast
+// events always, and, when events is set, durable events that follow
+// res.NextCursor without a gap (up to limit). With events set, anything
+// else (a gap, a resync) ends the answer with hasMore; otherwise durable
+// deliveries are left for the next poll to read from the log.
+func drain(sub *stream.Subscription, res *Result, limit int, events bool) {
+	for !events || len(res.Events) < limit {
+		select {
+		case d, ok := <-sub.C():
+			switch {
+			case !ok:
+				return
+			case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
+				res.Ephemeral = append(res.Ephemeral, d.Event)
+			case !events:
+			case d.Event != nil && d.Event.ID == res.NextCursor.Next():
+				res.Events = append(res.Events, d.Event)
+				res.NextCursor = d.Event.ID
+			default:
+				// A gap or a resync: the next poll reads the log.
+				res.HasMore = true
+				return
+			}
+		default:
+			return
+		}
+	}
 }

@@ -412,19 +412,16 @@ func newSwitchingProxy(t *testing.T, target string) *switchingProxy {
 		sp.mu.Lock()
 		pass := sp.passThrough
 		sp.mu.Unlock()
-		if !pass {
-			body, _ := io.ReadAll(resp.Body) // a stream ends only when the client leaves
-			for k, v := range resp.Header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(resp.StatusCode)
-			w.Write(body)
-			return
-		}
+		// Nothing reaches the client before the first body write.
 		for k, v := range resp.Header {
 			w.Header()[k] = v
 		}
 		w.WriteHeader(resp.StatusCode)
+		if !pass {
+			body, _ := io.ReadAll(resp.Body) // a stream ends only when the client leaves
+			w.Write(body)
+			return
+		}
 		rc := http.NewResponseController(w)
 		buf := make([]byte, 32<<10)
 		for {
