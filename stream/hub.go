@@ -122,6 +122,14 @@ func (s *Subscription) closeLocked(reason error) {
 	s.done = true
 	s.err = reason
 	delete(s.t.subs, s)
+	if reason == ErrClosed {
+		// The log is shutting down: what is still queued (a resync after
+		// the feed resubscribed, say) would reach a reader that must stop,
+		// so drop it and let the reader see the end now.
+		for len(s.c) > 0 {
+			<-s.c
+		}
+	}
 	close(s.c)
 }
 

@@ -516,9 +516,11 @@ func (l *Log) feed(ctx context.Context) {
 			if !l.feedUp.Swap(true) {
 				l.logger.Info("redis notification feed subscribed", "channel", m.Channel)
 			}
-			l.subbedOne.Do(func() { close(l.subbed) })
 			backoff = 50 * time.Millisecond
 			l.hub.Resync()
+			// After the resync, so that New's caller subscribes to a hub
+			// that is already settled.
+			l.subbedOne.Do(func() { close(l.subbed) })
 		case *redis.Message:
 			if m.Channel == l.ephemeral {
 				e, err := stream.DecodeEvent(stream.ID{}, []byte(m.Payload))

@@ -367,7 +367,21 @@ func testSlowSubscriber(t *testing.T, h Harness) {
 	l := h.New(t, 100)
 	sub := l.Subscribe("ws1", stream.Filter{}, 2)
 	defer sub.Close()
+	// The hub hands each event to every subscriber in one step, so once a
+	// roomy subscriber has seen all five, sub has overflowed, however fast
+	// this goroutine reads it.
+	roomy := l.Subscribe("ws1", stream.Filter{}, 16)
+	defer roomy.Close()
 	appendN(t, l, "ws1", 5)
+	for seen := 0; seen < 5; {
+		d, ok := recv(t, roomy)
+		if !ok {
+			t.Fatalf("roomy subscriber closed: %v", roomy.Err())
+		}
+		if !d.Resync() {
+			seen++
+		}
+	}
 	for {
 		_, ok := recv(t, sub)
 		if !ok {
