@@ -180,8 +180,11 @@ type runner struct {
 
 func newClient(conns int) *http.Client {
 	return &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 64, MaxConnsPerHost: 0, DisableCompression: true,
+		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		// Every simulated client keeps its connection between polls, as a
+		// real one does: closing thousands at once would bill the server
+		// for teardown that a live population never asks of it.
+		MaxIdleConns: conns + 64, MaxIdleConnsPerHost: conns + 64, MaxConnsPerHost: 0, DisableCompression: true,
 		ResponseHeaderTimeout: 30 * time.Second,
 	}}
 }
@@ -738,29 +741,30 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
+			c, err := dialPoller(ctx, r.cfg.URLs[i%len(r.cfg.URLs)], r.cfg.Token)
 			<-sem
-			node := r.cfg.URLs[i%len(r.cfg.URLs)]
+			if err != nil {
+				answers[i] = answer{err: err}
+				return
+			}
+			defer c.conn.Close()
 			cursor := head
 			// Like a real client: an answer without the event (presence or
 			// typing woke it, or the wait ran out) is followed by another
-			// poll from its nextCursor.
+			// poll from its nextCursor, on the same connection.
 			for range 10 {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, node+"/v1/workspaces/"+ws+"/events?wait=30&cursor="+cursor, nil)
-				req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
-				resp, err := r.client.Do(req)
+				status, b, err := c.get("/v1/workspaces/" + ws + "/events?wait=30&cursor=" + cursor)
 				if err != nil {
 					answers[i] = answer{err: err}
 					return
 				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
 				if bytes.Contains(b, seqKey) {
 					answers[i] = answer{at: time.Now(), got: true}
 					return
 				}
 				var p struct{ NextCursor string }
 				if json.Unmarshal(b, &p) != nil || p.NextCursor == "" {
-					answers[i] = answer{err: fmt.Errorf("poll answered %s: %.100s", resp.Status, b)}
+					answers[i] = answer{err: fmt.Errorf("poll answered %d: %.100s", status, b)}
 					return
 				}
 				cursor = p.NextCursor
@@ -768,12 +772,18 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 		})
 	}
 	time.Sleep(r.cfg.Settle + time.Duration(n/1000)*time.Second)
+	p := r.proc()
+	cpu0, _ := p.sample()
 	start := time.Now()
 	if _, err := r.publish(ctx, ws); err != nil {
 		return Result{}, err
 	}
 	wg.Wait()
-	res := Result{Expected: n}
+	cpu1, _ := p.sample()
+	res := Result{Expected: n, ServerCPUSeconds: cpu1 - cpu0}
+	if len(p.pids) > 0 {
+		res.CPUPerMillionDeliveries = res.ServerCPUSeconds / float64(n) * 1e6
+	}
 	var last time.Duration
 	var lat []time.Duration
 	for _, a := range answers {
@@ -792,6 +802,68 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 	res.Ready, res.Published, res.Latency = n-res.ConnectFailed, 1, percentiles(lat)
 	res.LastSubscriberMs = []float64{math.Round(float64(last)/1e3) / 1e3}
 	return res, nil
+}
+
+// poller is one long-polling client on a connection of its own. It speaks
+// HTTP/1.1 itself, as the referee harness's subscribers do: thousands of
+// clients share the cores with the server, and net/http's client would
+// measure its own cost as much as the server's.
+type poller struct {
+	conn net.Conn
+	rd   *bufio.Reader
+	req  []byte // the request's fixed part, after the path
+	body []byte
+}
+
+func dialPoller(ctx context.Context, base, token string) (*poller, error) {
+	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+	if strings.HasPrefix(base, "https://") {
+		return nil, errors.New("bench: long polling needs an http:// URL")
+	}
+	conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(ctx, func() { conn.Close() })
+	return &poller{conn: conn, rd: bufio.NewReaderSize(conn, 4096),
+		req: []byte(" HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + token + "\r\n\r\n")}, nil
+}
+
+// get sends one GET and reads the answer, which must carry a
+// Content-Length (the service's JSON answers do).
+func (p *poller) get(path string) (int, []byte, error) {
+	req := append(append([]byte("GET "), path...), p.req...)
+	if _, err := p.conn.Write(req); err != nil {
+		return 0, nil, err
+	}
+	line, err := p.rd.ReadSlice('\n')
+	if err != nil {
+		return 0, nil, err
+	}
+	_, code, _ := strings.Cut(string(line), " ")
+	status, _ := strconv.Atoi(strings.TrimSpace(code)[:min(3, len(strings.TrimSpace(code)))])
+	length := -1
+	for {
+		line, err := p.rd.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, err
+		}
+		h := bytes.TrimRight(line, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		if k, v, ok := bytes.Cut(h, []byte(":")); ok && strings.EqualFold(string(k), "Content-Length") {
+			length, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if length < 0 {
+		return 0, nil, fmt.Errorf("bench: poll answer %d without Content-Length", status)
+	}
+	p.body = append(p.body[:0], make([]byte, length)...)
+	if _, err := io.ReadFull(p.rd, p.body); err != nil {
+		return 0, nil, err
+	}
+	return status, p.body, nil
 }
 
 func (r *runner) head(ctx context.Context, ws string) (string, error) {

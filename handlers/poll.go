@@ -16,13 +16,6 @@ import (
 // handlePoll serves cursor polling and long polling from the same log as
 // the stream, so a polling cursor and an SSE id are interchangeable.
 func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, streams context.Context) http.Handler {
-	type response struct {
-		Events     []*stream.Event `json:"events"`
-		NextCursor stream.ID       `json:"nextCursor"`
-		HasMore    bool            `json:"hasMore"`
-		Reset      bool            `json:"reset"`
-		Ephemeral  []*stream.Event `json:"ephemeral"`
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, err := poll.ParseQuery(r.URL.Query(), cfg.MaxWait)
 		if err != nil {
@@ -56,11 +49,51 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 		if res.Reset {
 			logger.InfoContext(r.Context(), "poll cursor expired, client told to reset", "cursor", q.Cursor, "head", res.NextCursor)
 		}
-		w.Header().Set("Cache-Control", "private, no-store")
-		eph := res.Ephemeral
-		if eph == nil {
-			eph = []*stream.Event{}
-		}
-		encode(w, http.StatusOK, response{Events: res.Events, NextCursor: res.NextCursor, HasMore: res.HasMore, Reset: res.Reset, Ephemeral: eph})
+		body := appendPollResult(make([]byte, 0, pollResultSize(res)), res)
+		h := w.Header()
+		h.Set("Cache-Control", "private, no-store")
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(body)
 	})
+}
+
+// appendPollResult renders a poll's answer (openapi.yaml PollResult). It is
+// spliced from each event's cached envelope rather than marshalled: one
+// event waking thousands of long polls is encoded once, and json.Marshal
+// would re-validate every envelope it is handed.
+func appendPollResult(b []byte, res poll.Result) []byte {
+	b = append(b, `{"events":[`...)
+	b = appendEvents(b, res.Events)
+	b = append(b, `],"nextCursor":"`...)
+	b, _ = res.NextCursor.AppendText(b) // base36 and digits: nothing to escape
+	b = append(b, `","hasMore":`...)
+	b = strconv.AppendBool(b, res.HasMore)
+	b = append(b, `,"reset":`...)
+	b = strconv.AppendBool(b, res.Reset)
+	b = append(b, `,"ephemeral":[`...)
+	b = appendEvents(b, res.Ephemeral)
+	return append(b, "]}\n"...)
+}
+
+func appendEvents(b []byte, es []*stream.Event) []byte {
+	for i, e := range es {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e.JSON()...)
+	}
+	return b
+}
+
+func pollResultSize(res poll.Result) int {
+	n := 128
+	for _, e := range res.Events {
+		n += len(e.JSON()) + 1
+	}
+	for _, e := range res.Ephemeral {
+		n += len(e.JSON()) + 1
+	}
+	return n
 }

@@ -77,6 +77,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		opt.MaxRetries = -1
 		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
+		bufferDefaults(&opt.ReadBufferSize, &opt.WriteBufferSize)
 		rdb, addr = redis.NewClusterClient(opt), strings.Join(opt.Addrs, ",")
 	} else {
 		opt, err := redis.ParseURL(cfg.URL)
@@ -85,6 +86,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		}
 		opt.MaxRetries = -1
 		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
+		bufferDefaults(&opt.ReadBufferSize, &opt.WriteBufferSize)
+		// Our few pipelines (presence listings) need no pool of their own
+		// with 128 KiB buffers each.
+		opt.PipelinePoolSize = -1
 		rdb, addr = redis.NewClient(opt), opt.Addr
 	}
 	if cfg.Prefix == "" {
@@ -142,6 +147,19 @@ func poolDefaults(size *int, timeout *time.Duration, url string) {
 	}
 	if !strings.Contains(url, "pool_timeout=") {
 		*timeout = max(*timeout, 30*time.Second)
+	}
+}
+
+// bufferDefaults shrinks go-redis's 32 KiB per-connection buffers: our
+// commands and most replies are a few hundred bytes, a catch-up page is
+// read through the buffer in pieces, and at a pool of 128 connections the
+// defaults alone cost 8 MiB, which a node with a thousand streams feels.
+func bufferDefaults(read, write *int) {
+	if *read == 0 {
+		*read = 8 << 10
+	}
+	if *write == 0 {
+		*write = 4 << 10
 	}
 }
 

@@ -1,0 +1,250 @@
+// Command floor measures what this machine charges a server that does
+// nothing but the unavoidable, so that realtime's figures can be read
+// against it:
+//
+//   - write: a bare process writes one SSE-sized frame per event to each
+//     subscriber of the event's workspace, straight from one loop (no
+//     goroutine per connection, no parsing, no log), to readers in another
+//     process; it reports its own CPU per delivered frame. This is the
+//     write(2) of loopback TCP plus waking the reader, the floor under
+//     "server CPU-s per 1M deliveries".
+//   - longpoll: a bare net/http server holds n requests and answers them all
+//     at once with a fixed body; clients in another process report when the
+//     last answer arrived. This is the floor under "one event answers 5,000
+//     long polls within X ms".
+//
+// Usage (the shapes of scenario (b) and of the long-poll case):
+//
+//	go run ./bench/floor -mode write -n 10000 -w 100 -rate 100 -duration 20s
+//	go run ./bench/floor -mode longpoll -n 5000
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	mode := flag.String("mode", "write", "write or longpoll")
+	n := flag.Int("n", 10000, "subscribers (write) or long polls (longpoll)")
+	w := flag.Int("w", 100, "workspaces (write)")
+	rate := flag.Int("rate", 100, "events per second over all workspaces (write)")
+	duration := flag.Duration("duration", 20*time.Second, "publishing time (write)")
+	size := flag.Int("size", 450, "frame or body size in bytes, about what realtime sends for sseload's 200-byte payload")
+	role := flag.String("role", "", "internal: the child process's part")
+	addr := flag.String("addr", "", "internal: the parent's listener")
+	flag.Parse()
+	var err error
+	switch {
+	case *role == "readers":
+		err = readers(*addr, *n)
+	case *role == "pollers":
+		err = pollers(*addr, *n)
+	case *mode == "write":
+		err = writeFloor(*n, *w, *rate, *duration, *size)
+	case *mode == "longpoll":
+		err = longpollFloor(*n, *size)
+	default:
+		err = fmt.Errorf("unknown mode %q", *mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
+	}
+}
+
+// cpuSeconds is this process's user and system time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// child starts this program again in role, connected to ln.
+func child(ctx context.Context, role string, ln net.Listener, n int) (*exec.Cmd, io.ReadCloser, error) {
+	cmd := exec.CommandContext(ctx, os.Args[0], "-role", role, "-addr", ln.Addr().String(), "-n", strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmd, out, cmd.Start()
+}
+
+func writeFloor(n, w, rate int, duration time.Duration, size int) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd, _, err := child(ctx, "readers", ln, n)
+	if err != nil {
+		return err
+	}
+	defer cmd.Wait()
+	conns := make([]net.Conn, 0, n)
+	for len(conns) < n {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	frame := []byte("id: 1795657302783000-1\nevent: approval.created\ndata: " + strings.Repeat("x", max(size-60, 1)) + "\n\n")
+	time.Sleep(time.Second)
+	events := int(duration.Seconds() * float64(rate))
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	cpu0, start := cpuSeconds(), time.Now()
+	writes := 0
+	for e := range events {
+		<-tick.C
+		for k := e % w; k < n; k += w { // the subscribers of workspace e%w
+			if _, err := conns[k].Write(frame); err != nil {
+				return err
+			}
+			writes++
+		}
+	}
+	cpu := cpuSeconds() - cpu0
+	fmt.Printf("floor write: %d subscribers over %d workspaces, %d events in %.1fs, %d frames of %d bytes\n",
+		n, w, events, time.Since(start).Seconds(), writes, len(frame))
+	fmt.Printf("floor write: writer CPU %.3fs => %.2f CPU-s per 1M deliveries (%.2f us per frame)\n",
+		cpu, cpu/float64(writes)*1e6, cpu/float64(writes)*1e6)
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
+}
+
+// readers opens n connections to addr and reads them until they close.
+func readers(addr string, n int) error {
+	var wg sync.WaitGroup
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			io.Copy(io.Discard, c)
+			c.Close()
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func longpollFloor(n, size int) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	release := make(chan struct{})
+	var waiting sync.WaitGroup
+	waiting.Add(n)
+	body := []byte(`{"events":[{"id":"1795657302783000-1","data":"` + strings.Repeat("x", max(size-60, 1)) + `"}],"nextCursor":"1795657302783000-1"}` + "\n")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		waiting.Done()
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd, out, err := child(ctx, "pollers", ln, n)
+	if err != nil {
+		return err
+	}
+	waiting.Wait()
+	time.Sleep(time.Second)
+	cpu0, start := cpuSeconds(), time.Now()
+	close(release)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	cpu := cpuSeconds() - cpu0
+	if err != nil {
+		return fmt.Errorf("pollers: %w", err)
+	}
+	last, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		return fmt.Errorf("pollers said %q", line)
+	}
+	cmd.Wait()
+	fmt.Printf("floor longpoll: %d requests held by a bare net/http server, answered at once with %d bytes\n", n, len(body))
+	fmt.Printf("floor longpoll: last answer read %.1f ms after the release; server CPU %.3fs (%.1f us per answer)\n",
+		float64(time.Unix(0, last).Sub(start).Microseconds())/1e3, cpu, cpu/float64(n)*1e6)
+	return nil
+}
+
+// pollers sends n requests on n connections, waits for every answer and
+// prints when the last one was read (Unix nanoseconds: the parent shares
+// the clock).
+func pollers(addr string, n int) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var last int64
+	var errs []error
+	req := []byte("GET /poll HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		wg.Go(func() {
+			defer c.Close()
+			rd := bufio.NewReader(c)
+			length := -1
+			for {
+				line, err := rd.ReadSlice('\n')
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				if len(line) <= 2 {
+					break
+				}
+				if v, ok := strings.CutPrefix(string(line), "Content-Length: "); ok {
+					length, _ = strconv.Atoi(strings.TrimSpace(v))
+				}
+			}
+			if _, err := io.ReadFull(rd, make([]byte, max(length, 0))); err != nil || length < 0 {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("body: %v", err))
+				mu.Unlock()
+				return
+			}
+			now := time.Now().UnixNano()
+			mu.Lock()
+			last = max(last, now)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Println(last)
+	return nil
+}
