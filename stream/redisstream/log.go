@@ -78,6 +78,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		opt.MaxRetries = -1
 		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
 		bufferDefaults(&opt.ReadBufferSize, &opt.WriteBufferSize)
+		protocolDefault(&opt.Protocol, cfg.URL)
 		rdb, addr = redis.NewClusterClient(opt), strings.Join(opt.Addrs, ",")
 	} else {
 		opt, err := redis.ParseURL(cfg.URL)
@@ -87,6 +88,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		opt.MaxRetries = -1
 		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
 		bufferDefaults(&opt.ReadBufferSize, &opt.WriteBufferSize)
+		protocolDefault(&opt.Protocol, cfg.URL)
 		// Our few pipelines (presence listings) need no pool of their own
 		// with 128 KiB buffers each.
 		opt.PipelinePoolSize = -1
@@ -147,6 +149,16 @@ func poolDefaults(size *int, timeout *time.Duration, url string) {
 	}
 	if !strings.Contains(url, "pool_timeout=") {
 		*timeout = max(*timeout, 30*time.Second)
+	}
+}
+
+// protocolDefault speaks RESP2 unless the URL asks otherwise: we use no
+// RESP3 feature, and on RESP3 go-redis peeks the socket for push frames
+// before commands (a read(2) each), which showed in the profile of a
+// publishing node.
+func protocolDefault(protocol *int, url string) {
+	if !strings.Contains(url, "protocol=") {
+		*protocol = 2
 	}
 }
 
