@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -69,9 +70,11 @@ func (p *presence) changed(ctx context.Context, ws string, cur stream.Presence) 
 // stream: a user with ten tabs, or a benchmark with thousands of streams
 // for one user, costs one record and one refresh per interval.
 type localConn struct {
-	conn        string // this node's connection id in the store
-	streams     int
-	lastRefresh time.Time
+	conn    string // this node's connection id in the store
+	streams int
+	// lastRefresh is read on every write of every stream of this user in
+	// this workspace: an atomic (Unix nanoseconds), not p.mu.
+	lastRefresh atomic.Int64
 }
 
 // streamOpened counts a stream as presence; the returned func refreshes it
@@ -84,7 +87,8 @@ func (p *presence) streamOpened(ctx context.Context, ws, user string) (refresh f
 	lc := p.local[key]
 	first := lc == nil
 	if first {
-		lc = &localConn{conn: appmw.NewID(), lastRefresh: time.Now()}
+		lc = &localConn{conn: appmw.NewID()}
+		lc.lastRefresh.Store(time.Now().UnixNano())
 		p.local[key] = lc
 	}
 	lc.streams++
@@ -97,13 +101,9 @@ func (p *presence) streamOpened(ctx context.Context, ws, user string) (refresh f
 		}
 	}
 	refresh = func() {
-		p.mu.Lock()
-		due := time.Since(lc.lastRefresh) >= p.cfg.Heartbeat
-		if due {
-			lc.lastRefresh = time.Now()
-		}
-		p.mu.Unlock()
-		if !due {
+		last, now := lc.lastRefresh.Load(), time.Now().UnixNano()
+		// One stream wins the refresh when it falls due.
+		if now-last < int64(p.cfg.Heartbeat) || !lc.lastRefresh.CompareAndSwap(last, now) {
 			return
 		}
 		if err := p.store.RefreshConn(ctx, ws, user, lc.conn, connTTL); err != nil {
