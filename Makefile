@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/realtime
 
-.PHONY: run test check build bench load fuzz clean
+.PHONY: run test check build bench load floor fuzz clean
 
 ## run: the service in dev mode (embedded log, generated key, prints a token)
 run:
@@ -30,6 +30,12 @@ bench:
 ## load: a short steady load run with realtime bench against a local dev server (embedded log)
 load: build
 	@./bench/load.sh
+
+## floor: what this machine charges a do-nothing server for the (b) and long-poll shapes (README, Performance)
+floor:
+	$(GO) run ./bench/floor -mode write -n 10000 -w 100 -rate 100 -duration 20s
+	$(GO) run ./bench/floor -mode write -n 1000 -w 10 -rate 200 -duration 20s
+	$(GO) run ./bench/floor -mode longpoll -n 5000
 
 ## fuzz: a short run of each fuzz target
 fuzz:
