@@ -110,8 +110,14 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Close() {
 	s.t.mu.Lock()
 	s.closeLocked(nil)
+	last := len(s.t.subs) == 0
 	s.t.mu.Unlock()
-	s.hub.release(s.ws, s.t)
+	// Only the last subscriber out takes the hub's lock: when one event
+	// answers thousands of long polls they all close at once, and each
+	// taking h.mu was a convoy (the mutex profile's top entry).
+	if last {
+		s.hub.release(s.ws, s.t)
+	}
 }
 
 // closeLocked closes c once; t.mu must be held.

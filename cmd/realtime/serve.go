@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -200,6 +201,9 @@ func serveDebug(addr string, logger *slog.Logger) (func(), error) {
 		return nil, fmt.Errorf("listen debug %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Contention is where thousands of streams or long polls woken at once
+	// lose their time; sample it while someone may be looking (1 in 20).
+	prevMutex := runtime.SetMutexProfileFraction(20)
 	done := make(chan struct{})
 	// Serves until the returned func closes it.
 	go func() {
@@ -207,7 +211,7 @@ func serveDebug(addr string, logger *slog.Logger) (func(), error) {
 		srv.Serve(ln)
 	}()
 	logger.Info("pprof listening", "addr", ln.Addr().String())
-	return func() { srv.Close(); <-done }, nil
+	return func() { srv.Close(); <-done; runtime.SetMutexProfileFraction(prevMutex) }, nil
 }
 
 // openLog picks the log: Redis Streams when a URL is configured (and not in
