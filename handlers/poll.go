@@ -23,7 +23,10 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 			return
 		}
 		// A long poll answers at once when the server starts draining.
-		q.Stop = streams.Done()
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(streams, cancel)
+		defer stop()
 		p := appmw.PrincipalFromContext(r.Context())
 		if q.Wait > 0 {
 			// A waiting long poll holds a connection like a stream does.
@@ -35,7 +38,7 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 			defer conns.release(p.UserID)
 			logger.DebugContext(r.Context(), "long poll", "cursor", q.Cursor, "wait", q.Wait.String())
 		}
-		res, err := poll.Poll(r.Context(), log, chi.URLParam(r, "workspaceID"), p.UserID, q)
+		res, err := poll.Poll(ctx, log, chi.URLParam(r, "workspaceID"), p.UserID, q)
 		if err != nil {
 			if r.Context().Err() != nil {
 				return // the client went away

@@ -30,10 +30,6 @@ type Query struct {
 	Limit     int
 	Wait      time.Duration
 	Types     []string
-	// Stop, when closed, answers a waiting poll at once with what it has
-	// (the server is draining). A channel rather than a derived context:
-	// thousands of waiting polls would each hang a child on one parent.
-	Stop <-chan struct{}
 }
 
 // ParamError reports a bad query parameter.
@@ -130,8 +126,6 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 		}
 		select {
 		case <-ctx.Done():
-			return res, nil
-		case <-q.Stop:
 			return res, nil
 		case <-timeout:
 			return res, nil
