@@ -91,7 +91,9 @@ return was
 	expireTypingScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then
-  if v == ARGV[1] then return {0, redis.call('PTTL', KEYS[1])} end
+  -- Still ours and not yet expired by Redis's millisecond clock: PTTL can
+  -- be 0 in the last millisecond, and 0 would mean "not ours, stop".
+  if v == ARGV[1] then return {0, math.max(redis.call('PTTL', KEYS[1]), 1)} end
   return {0, 0}
 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
