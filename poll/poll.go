@@ -106,7 +106,12 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 		// Subscribe before the first read, so that an event appended
 		// between the read and the wait still wakes us.
 		sub = log.Subscribe(workspace, filter, ephemeralQueue)
-		defer func() { sub.Close() }()
+		// Released off the answer's path: when one event wakes thousands
+		// of long polls they all leave the workspace's topic at once, and
+		// unsubscribing queues on its lock behind the fan-out and each
+		// other (the mutex profile's top entry). The answer need not
+		// wait for that; the goroutine ends as soon as it has the lock.
+		defer func() { s := sub; go s.Close() }()
 		if err := sub.Err(); errors.Is(err, stream.ErrTooManyWorkspaces) {
 			return Result{}, err
 		}
