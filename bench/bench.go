@@ -741,19 +741,19 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
-			c, err := dialPoller(ctx, r.cfg.URLs[i%len(r.cfg.URLs)], r.cfg.Token)
+			c, err := DialPoller(ctx, r.cfg.URLs[i%len(r.cfg.URLs)], r.cfg.Token)
 			<-sem
 			if err != nil {
 				answers[i] = answer{err: err}
 				return
 			}
-			defer c.conn.Close()
+			defer c.Close()
 			cursor := head
 			// Like a real client: an answer without the event (presence or
 			// typing woke it, or the wait ran out) is followed by another
 			// poll from its nextCursor, on the same connection.
 			for range 10 {
-				status, b, err := c.get("/v1/workspaces/" + ws + "/events?wait=30&cursor=" + cursor)
+				status, b, err := c.Get("/v1/workspaces/" + ws + "/events?wait=30&cursor=" + cursor)
 				if err != nil {
 					answers[i] = answer{err: err}
 					return
@@ -804,34 +804,48 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// poller is one long-polling client on a connection of its own. It speaks
+// Poller is one long-polling client on a connection of its own. It speaks
 // HTTP/1.1 itself, as the referee harness's subscribers do: thousands of
 // clients share the cores with the server, and net/http's client would
-// measure its own cost as much as the server's.
-type poller struct {
+// measure its own cost as much as the server's. bench/floor's clients are
+// Pollers too, so that its floor and this tool's figures compare.
+type Poller struct {
 	conn net.Conn
 	rd   *bufio.Reader
 	req  []byte // the request's fixed part, after the path
 	body []byte
+	stop func() bool
 }
 
-func dialPoller(ctx context.Context, base, token string) (*poller, error) {
-	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
-	if strings.HasPrefix(base, "https://") {
-		return nil, errors.New("bench: long polling needs an http:// URL")
+// DialPoller connects to base (an http:// URL); token, when set, is sent
+// as a bearer token. The connection closes when ctx ends or on Close.
+func DialPoller(ctx context.Context, base, token string) (*Poller, error) {
+	host, ok := strings.CutPrefix(base, "http://")
+	if !ok {
+		return nil, fmt.Errorf("bench: long polling needs an http:// URL, not %q", base)
 	}
 	conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
-	context.AfterFunc(ctx, func() { conn.Close() })
-	return &poller{conn: conn, rd: bufio.NewReaderSize(conn, 4096),
-		req: []byte(" HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + token + "\r\n\r\n")}, nil
+	req := " HTTP/1.1\r\nHost: " + host + "\r\n"
+	if token != "" {
+		req += "Authorization: Bearer " + token + "\r\n"
+	}
+	return &Poller{conn: conn, rd: bufio.NewReaderSize(conn, 4096), req: []byte(req + "\r\n"),
+		stop: context.AfterFunc(ctx, func() { conn.Close() })}, nil
 }
 
-// get sends one GET and reads the answer, which must carry a
-// Content-Length (the service's JSON answers do).
-func (p *poller) get(path string) (int, []byte, error) {
+// Close closes the connection.
+func (p *Poller) Close() error {
+	p.stop()
+	return p.conn.Close()
+}
+
+// Get sends one GET and reads the answer, which must carry a
+// Content-Length (the service's JSON answers do). The body is valid until
+// the next call.
+func (p *Poller) Get(path string) (status int, body []byte, err error) {
 	req := append(append([]byte("GET "), path...), p.req...)
 	if _, err := p.conn.Write(req); err != nil {
 		return 0, nil, err
@@ -840,8 +854,12 @@ func (p *poller) get(path string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	_, code, _ := strings.Cut(string(line), " ")
-	status, _ := strconv.Atoi(strings.TrimSpace(code)[:min(3, len(strings.TrimSpace(code)))])
+	if f := bytes.Fields(line); len(f) >= 2 {
+		status, _ = strconv.Atoi(string(f[1]))
+	}
+	if status == 0 {
+		return 0, nil, fmt.Errorf("bench: status line %q", line)
+	}
 	length := -1
 	for {
 		line, err := p.rd.ReadSlice('\n')
@@ -857,9 +875,12 @@ func (p *poller) get(path string) (int, []byte, error) {
 		}
 	}
 	if length < 0 {
-		return 0, nil, fmt.Errorf("bench: poll answer %d without Content-Length", status)
+		return 0, nil, fmt.Errorf("bench: answer %d without Content-Length", status)
 	}
-	p.body = append(p.body[:0], make([]byte, length)...)
+	if cap(p.body) < length {
+		p.body = make([]byte, length)
+	}
+	p.body = p.body[:length]
 	if _, err := io.ReadFull(p.rd, p.body); err != nil {
 		return 0, nil, err
 	}

@@ -35,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/realtime-dev/realtime/bench"
 )
 
 func main() {
@@ -193,52 +195,31 @@ func longpollFloor(n, size int) error {
 	return nil
 }
 
-// pollers sends n requests on n connections, waits for every answer and
-// prints when the last one was read (Unix nanoseconds: the parent shares
-// the clock).
+// pollers holds n long polls on n connections with the same client as
+// `realtime bench --mode longpoll`, waits for every answer and prints when
+// the last one was read (Unix nanoseconds: the parent shares the clock).
 func pollers(addr string, n int) error {
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var last int64
 	var errs []error
-	req := []byte("GET /poll HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
 	for range n {
-		c, err := net.Dial("tcp", addr)
+		p, err := bench.DialPoller(ctx, "http://"+addr, "")
 		if err != nil {
 			return err
 		}
-		if _, err := c.Write(req); err != nil {
-			return err
-		}
 		wg.Go(func() {
-			defer c.Close()
-			rd := bufio.NewReader(c)
-			length := -1
-			for {
-				line, err := rd.ReadSlice('\n')
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-				if len(line) <= 2 {
-					break
-				}
-				if v, ok := strings.CutPrefix(string(line), "Content-Length: "); ok {
-					length, _ = strconv.Atoi(strings.TrimSpace(v))
-				}
-			}
-			if _, err := io.ReadFull(rd, make([]byte, max(length, 0))); err != nil || length < 0 {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("body: %v", err))
-				mu.Unlock()
-				return
-			}
+			defer p.Close()
+			_, _, err := p.Get("/poll")
 			now := time.Now().UnixNano()
 			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
 			last = max(last, now)
-			mu.Unlock()
 		})
 	}
 	wg.Wait()
