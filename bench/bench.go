@@ -477,7 +477,7 @@ func redisCalls(addr string) int64 {
 }
 
 // tally adds up what subscribers received against what was published to
-// their workspaces.
+// their workspaces, and how many events were published.
 func tally(subs []*sub, published map[string][]int64) (res Result) {
 	var lat []time.Duration
 	for _, s := range subs {
@@ -493,6 +493,9 @@ func tally(subs []*sub, published map[string][]int64) (res Result) {
 		res.Duplicates += s.dups
 		lat = append(lat, s.lat...)
 		s.mu.Unlock()
+	}
+	for _, seqs := range published {
+		res.Published += len(seqs)
 	}
 	res.Latency = percentiles(lat)
 	return res
@@ -524,9 +527,6 @@ func (r *runner) steady(ctx context.Context) (Result, error) {
 	res := tally(subs, published)
 	res.Ready, res.ConnectFailed, res.ConnectSeconds, res.Connect = ready, errs, took.Seconds(), percentiles(clat)
 	res.PublishErrors = pubErrs
-	for _, s := range published {
-		res.Published += len(s)
-	}
 	if p.pids != nil {
 		res.RSSBeforeKiB, res.RSSAfterKiB = rss0, rss1
 		if ready > 0 {
@@ -655,7 +655,7 @@ func (r *runner) burst(ctx context.Context) (Result, error) {
 	cpu2, _ := p.sample()
 	res := tally(subs, published)
 	res.Ready, res.ConnectFailed, res.ConnectSeconds, res.Connect = ready, errs, took.Seconds(), percentiles(clat)
-	res.Published, res.LastSubscriberMs = len(published[subs[0].ws]), lasts
+	res.LastSubscriberMs = lasts
 	if p.pids != nil && ready > 0 {
 		res.RSSBeforeKiB, res.RSSAfterKiB, res.RSSPerConnKiB = rss0, rss1, float64(rss1-rss0)/float64(ready)
 		res.ServerCPUSeconds = cpu2 - cpu1
@@ -708,9 +708,6 @@ func (r *runner) resume(ctx context.Context) (Result, error) {
 	res := tally(subs, published)
 	res.Ready, res.ConnectFailed, res.ConnectSeconds, res.Connect = again, errs2, took.Seconds(), percentiles(clat)
 	res.PublishErrors = pubErrs
-	for _, s := range published {
-		res.Published += len(s)
-	}
 	if p.pids != nil {
 		res.ServerCPUSeconds = cpu2 - cpu1
 	}
