@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -84,6 +85,9 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 				// net/http's per-connection buffers are released, and a
 				// small goroutine carries the stream (see sseStream).
 				st.out = newConnWriter(conn, cfg.WriteTimeout)
+				if dw := st.out.direct(); dw != nil {
+					tail.SetDirect(dw)
+				}
 				st.header = rawHeader(h)
 				cfg.Hijacked.Add(2)
 				ctx, cancel := context.WithCancelCause(appmw.Detach(r.Context()))
@@ -215,14 +219,31 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		if b.Reset {
 			logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
 		}
+		if !out.directPos.IsZero() {
+			pos, out.directPos = out.directPos, stream.ID{}
+		}
 		bp := frameBufs.Get().(*[]byte)
 		buf := appendBatch((*bp)[:0], b, &pos)
+		if len(buf) == 0 && len(out.pending) > 0 {
+			// A direct write left part of a frame (see WriteNow).
+			err = out.write(nil)
+			frameBufs.Put(bp)
+			if err != nil {
+				logger.DebugContext(rctx, "stream write failed", "err", err)
+				return
+			}
+			continue
+		}
 		if len(buf) == 0 {
 			// The timer fired. It is not reset on every write (that
 			// would cost a timer update per event): it is checked here.
 			if idle := time.Since(out.lastWrite); idle < cfg.Heartbeat {
 				heartbeat.Reset(cfg.Heartbeat - idle)
 				frameBufs.Put(bp)
+				// Direct writes keep the stream busy without waking
+				// this goroutine: the heartbeat is its turn to
+				// refresh presence.
+				refreshPresence()
 				continue
 			}
 			buf = append(buf, "event: heartbeat\ndata: {}\n\n"...)
@@ -288,23 +309,11 @@ func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
 		*pos = b.Position
 	}
 	for _, e := range b.Events {
-		buf = append(buf, "id: "...)
-		buf, _ = e.ID.AppendText(buf)
-		buf = append(buf, "\nevent: "...)
-		buf = append(buf, e.Type...)
-		buf = append(buf, "\ndata: "...)
-		buf = append(buf, e.JSON()...)
-		buf = append(buf, "\n\n"...)
+		buf = appendFrame(buf, e)
 		*pos = e.ID
 	}
 	for _, e := range b.Ephemeral {
-		// No id: presence and typing never move the resume point and are
-		// never replayed.
-		buf = append(buf, "event: "...)
-		buf = append(buf, e.Type...)
-		buf = append(buf, "\ndata: "...)
-		buf = append(buf, e.JSON()...)
-		buf = append(buf, "\n\n"...)
+		buf = appendFrame(buf, e)
 	}
 	if b.Position != *pos && !b.Position.IsZero() {
 		// Events this client may not see were skipped: move its resume
@@ -315,6 +324,21 @@ func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
 		*pos = b.Position
 	}
 	return buf
+}
+
+// appendFrame appends e's frame. An ephemeral event (presence, typing) has
+// no id: it never moves the resume point and is never replayed.
+func appendFrame(buf []byte, e *stream.Event) []byte {
+	if !e.ID.IsZero() {
+		buf = append(buf, "id: "...)
+		buf, _ = e.ID.AppendText(buf)
+		buf = append(buf, '\n')
+	}
+	buf = append(buf, "event: "...)
+	buf = append(buf, e.Type...)
+	buf = append(buf, "\ndata: "...)
+	buf = append(buf, e.JSON()...)
+	return append(buf, "\n\n"...)
 }
 
 func appendRetry(buf []byte, d time.Duration) []byte {
@@ -339,7 +363,10 @@ var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // sseWriter writes frames, each bounded by a deadline so that a client that
 // stopped reading cannot pin the handler.
 type sseWriter struct {
-	conn      net.Conn // a hijacked connection; w and rc are then unused
+	conn      net.Conn        // a hijacked connection; w and rc are then unused
+	raw       syscall.RawConn // conn's socket, for WriteNow; nil: no direct writes
+	pending   []byte          // what WriteNow could not write; write sends it first
+	directPos stream.ID       // the last event WriteNow wrote, zero once the stream took it
 	w         http.ResponseWriter
 	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
 	timeout   time.Duration
@@ -349,9 +376,65 @@ type sseWriter struct {
 }
 
 // newConnWriter writes straight to a hijacked connection: one write(2) per
-// batch, no buffering, no chunking.
+// batch, no buffering, no chunking. On a TCP (or any syscall.Conn) socket
+// it also takes direct writes from the hub (WriteNow).
 func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
-	return &sseWriter{conn: c, timeout: timeout}
+	w := &sseWriter{conn: c, timeout: timeout}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
+	return w
+}
+
+// WriteNow implements stream.DirectWriter: the hub's fan-out writes e's
+// frame to the socket with one non-blocking write(2), while the stream's
+// goroutine is parked (the Tail guarantees it does not write meanwhile).
+// What the socket does not take at once is kept in pending for the
+// goroutine, which the hub wakes.
+func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
+	if len(s.pending) > 0 {
+		return false, false
+	}
+	bp := frameBufs.Get().(*[]byte)
+	buf := appendFrame((*bp)[:0], e)
+	n := 0
+	// The callback returns true whatever happened: RawConn.Write must not
+	// wait for the socket to drain, the fan-out cannot block.
+	s.raw.Write(func(fd uintptr) bool {
+		for {
+			var err error
+			n, err = syscall.Write(int(fd), buf)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	if n > 0 {
+		taken = true
+		s.lastWrite = time.Now()
+		if !e.ID.IsZero() {
+			s.directPos = e.ID
+		}
+		if n < len(buf) {
+			s.pending = append(s.pending, buf[n:]...)
+			partial = true
+		}
+	}
+	if cap(buf) <= 64<<10 { // as in run: a big event's buffer is not kept
+		*bp = buf
+		frameBufs.Put(bp)
+	}
+	return taken, partial
+}
+
+// direct returns s as a stream.DirectWriter when it can write directly.
+func (s *sseWriter) direct() stream.DirectWriter {
+	if s.raw == nil {
+		return nil
+	}
+	return s
 }
 
 func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sseWriter {
@@ -366,7 +449,9 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sse
 	return &sseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, http2: http2}
 }
 
-// write writes and flushes b. On HTTP/1 the write deadline is moved only
+// write writes and flushes b, after what a direct write left (pending). A
+// socket that takes direct writes gets a deadline for this write only. Else
+// on HTTP/1 the write deadline is moved only
 // when less than half of it is left: every write still gets at least
 // timeout/2, and a busy stream does not pay a deadline update per event.
 // An expired deadline on an idle HTTP/1 connection is harmless, since the
@@ -375,6 +460,26 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sse
 // each write.
 func (s *sseWriter) write(b []byte) error {
 	now := time.Now()
+	if s.raw != nil {
+		// Direct writes must find no deadline set (an expired one fails
+		// them), so this write's deadline is cleared after it.
+		if err := s.conn.SetWriteDeadline(now.Add(s.timeout)); err != nil {
+			return err
+		}
+		if len(s.pending) > 0 {
+			if _, err := s.conn.Write(s.pending); err != nil {
+				return err
+			}
+			s.pending = nil
+		}
+		if len(b) > 0 {
+			if _, err := s.conn.Write(b); err != nil {
+				return err
+			}
+		}
+		s.lastWrite = now
+		return s.conn.SetWriteDeadline(time.Time{})
+	}
 	if s.conn != nil {
 		if s.deadline.Sub(now) < s.timeout/2 {
 			if err := s.conn.SetWriteDeadline(now.Add(s.timeout)); err != nil {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 )
@@ -30,6 +31,26 @@ var resyncMarker = &Event{Type: "resync"}
 // appeared in the numbering), so the reader must read the log from its own
 // last id before trusting deliveries again.
 func (d Delivery) Resync() bool { return d.Event == resyncMarker }
+
+// wakeMarker is the Event of a Delivery that only wakes the reader: a
+// direct write left part of a frame for it to finish (see DirectWriter).
+var wakeMarker = &Event{Type: "wake"}
+
+// DirectWriter lets the hub's fan-out write a live event straight to a
+// subscriber's connection while the subscriber's own goroutine is parked,
+// caught up, with nothing queued: one write(2) per delivery instead of a
+// queue hand-off, a goroutine wake-up and a write. A Tail arms it only in
+// that state, so events still reach the connection exactly once and in
+// order; anything else (a backlog, a resync, a full socket) goes through
+// the queue as before.
+type DirectWriter interface {
+	// WriteNow writes e's frame without blocking. taken reports that the
+	// frame was written, whole or in part; partial, that a remainder was
+	// kept for the reader's goroutine to finish, which the hub then wakes.
+	// Nothing written (a full socket buffer, an error) is !taken: e goes
+	// through the queue and the goroutine meets the error itself.
+	WriteNow(e *Event) (taken, partial bool)
+}
 
 // Filter selects the events a reader may and wants to see.
 type Filter struct {
@@ -75,6 +96,9 @@ type topic struct {
 	mu   sync.Mutex // guards subs, last and every send on and close of a subscription channel
 	subs map[*Subscription]struct{}
 	last ID // last event fanned out, zero before the first
+	// scratch is fanOut's list of a large topic's subscribers, kept to
+	// save its allocation per event.
+	scratch []*Subscription
 }
 
 // NewHub returns an empty hub that follows at most maxWorkspaces
@@ -92,6 +116,92 @@ type Subscription struct {
 	filter Filter
 	done   bool  // guarded by t.mu: c is closed
 	err    error // guarded by t.mu: why the hub closed c
+
+	dw DirectWriter // guarded by t.mu; set once by SetDirect
+	// dmu orders direct writes against the queue: every send to c of a
+	// subscription with a DirectWriter disarms it under dmu, and the
+	// reader arms it under dmu only while c is empty.
+	dmu   sync.Mutex
+	armed bool // guarded by dmu: the fan-out may write directly
+	dlast ID   // guarded by dmu: the last event written, directly or not
+}
+
+// SetDirect lets the fan-out write to dw while the reader has armed the
+// subscription (Arm). Call it once, before the first Arm.
+func (s *Subscription) SetDirect(dw DirectWriter) {
+	s.t.mu.Lock()
+	s.dw = dw
+	s.t.mu.Unlock()
+}
+
+// Arm lets the fan-out write events after last straight to the
+// subscription's DirectWriter, as long as nothing is queued. The reader
+// calls it just before it waits on C, and Disarm as soon as it wakes.
+func (s *Subscription) Arm(last ID) {
+	s.dmu.Lock()
+	s.dlast = last
+	s.armed = len(s.c) == 0
+	s.dmu.Unlock()
+}
+
+// Disarm stops direct writes and returns the last event written, the one
+// passed to Arm if none was written directly since.
+func (s *Subscription) Disarm() ID {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.armed = false
+	return s.dlast
+}
+
+// Outcomes of Subscription.direct.
+const (
+	queueIt   = iota // not written: send it through the queue
+	written          // written in full
+	writtenIn        // written in part: wake the reader to finish it
+)
+
+// direct tries to hand e to the DirectWriter. It touches only s's own
+// state (not t.subs), so that a large topic's fan-out can run it on
+// several goroutines at once; the caller acts on the outcome under t.mu.
+func (s *Subscription) direct(e *Event) int {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if !s.armed || (!e.ID.IsZero() && (e.ID.Epoch != s.dlast.Epoch || e.ID.Seq <= s.dlast.Seq)) {
+		// Not armed, or not plainly the next event: the reader's
+		// goroutine sorts it out (a new epoch means reading the log).
+		return queueIt
+	}
+	taken, partial := s.dw.WriteNow(e)
+	switch {
+	case !taken:
+		return queueIt
+	case !e.ID.IsZero():
+		s.dlast = e.ID
+	}
+	if partial {
+		s.armed = false
+		return writtenIn
+	}
+	return written
+}
+
+// deliver hands e to s directly or through its queue; t.mu must be held.
+func (s *Subscription) deliver(e *Event) {
+	outcome := queueIt
+	if s.dw != nil {
+		outcome = s.direct(e)
+	}
+	s.settle(e, outcome)
+}
+
+// settle queues what direct did not write; t.mu must be held.
+func (s *Subscription) settle(e *Event, outcome int) {
+	switch outcome {
+	case queueIt:
+		s.send(Delivery{Event: e})
+	case writtenIn:
+		s.send(Delivery{Event: wakeMarker})
+	}
 }
 
 // C returns the queue. It is closed when the hub drops the subscription (Err
@@ -141,6 +251,11 @@ func (s *Subscription) closeLocked(reason error) {
 
 // send enqueues d without blocking; t.mu must be held.
 func (s *Subscription) send(d Delivery) {
+	if s.dw != nil {
+		s.dmu.Lock()
+		defer s.dmu.Unlock()
+		s.armed = false
+	}
 	select {
 	case s.c <- d:
 	default:
@@ -223,11 +338,7 @@ func (h *Hub) Publish(e *Event) {
 		}
 	}
 	t.last = e.ID
-	for s := range t.subs {
-		if s.filter.Match(e) {
-			s.send(Delivery{Event: e})
-		}
-	}
+	t.fanOut(e)
 }
 
 // PublishEphemeral fans e, which has no id, out to the subscribers of its
@@ -240,10 +351,59 @@ func (h *Hub) PublishEphemeral(e *Event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.fanOut(e)
+}
+
+// parallelFanOut is the number of matching subscribers from which a
+// topic's direct writes are spread over GOMAXPROCS goroutines. Below it,
+// starting and waking the helpers costs more than it saves.
+const parallelFanOut = 1024
+
+// fanOut delivers e to every subscriber whose filter matches; t.mu must be
+// held. Direct writes are most of the cost (one write(2) each), so for a
+// large topic they run on every P, which is what lets one event reach
+// thousands of subscribers in a few tens of milliseconds; whatever they did
+// not write is queued afterwards, still under t.mu, so each subscriber
+// sees e before the topic's next event either way.
+func (t *topic) fanOut(e *Event) {
+	procs := runtime.GOMAXPROCS(0)
+	if len(t.subs) < parallelFanOut || procs == 1 {
+		for s := range t.subs {
+			if s.filter.Match(e) {
+				s.deliver(e)
+			}
+		}
+		return
+	}
+	subs := t.scratch[:0]
 	for s := range t.subs {
 		if s.filter.Match(e) {
-			s.send(Delivery{Event: e})
+			subs = append(subs, s)
 		}
+	}
+	outcomes := make([]int8, len(subs))
+	chunk := (len(subs) + procs - 1) / procs
+	var wg sync.WaitGroup
+	for lo := chunk; lo < len(subs); lo += chunk {
+		wg.Go(func() { directAll(e, subs[lo:min(lo+chunk, len(subs))], outcomes[lo:]) })
+	}
+	directAll(e, subs[:min(chunk, len(subs))], outcomes)
+	wg.Wait()
+	for i, s := range subs {
+		s.settle(e, int(outcomes[i]))
+	}
+	clear(subs) // hold no closed subscription
+	t.scratch = subs[:0]
+}
+
+// directAll runs direct for each of subs, recording the outcomes.
+func directAll(e *Event, subs []*Subscription, outcomes []int8) {
+	for i, s := range subs {
+		o := queueIt
+		if s.dw != nil {
+			o = s.direct(e)
+		}
+		outcomes[i] = int8(o)
 	}
 }
 

@@ -49,6 +49,7 @@ type Tail struct {
 	started  bool
 	caughtUp bool // the last log read came back short: deliveries are now live
 	sub      *Subscription
+	direct   DirectWriter
 	err      error // ends the tail at the next call
 }
 
@@ -73,6 +74,17 @@ func NewTail(log Log, workspace string, after ID, fromHead bool, cfg TailConfig)
 		cfg.Queue = DefaultQueue
 	}
 	return &Tail{log: log, ws: workspace, filter: cfg.Filter, page: cfg.Page, queue: cfg.Queue, last: after, fromHead: fromHead}
+}
+
+// SetDirect lets dw take live events straight from the fan-out while Next
+// waits with nothing queued (see DirectWriter). Those events are not
+// returned by Next, but Position accounts for them; Next returns an empty
+// batch when a direct write left a remainder for the caller to finish.
+func (t *Tail) SetDirect(dw DirectWriter) {
+	t.direct = dw
+	if t.sub != nil {
+		t.sub.SetDirect(dw)
+	}
 }
 
 // Position returns the id up to which events have been handed out.
@@ -127,6 +139,9 @@ func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 
 func (t *Tail) subscribe() {
 	t.sub = t.log.Subscribe(t.ws, t.filter, t.queue)
+	if t.direct != nil {
+		t.sub.SetDirect(t.direct)
+	}
 }
 
 // read reads one page after t.last.
@@ -168,15 +183,27 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 // live waits for the next deliveries. again reports that nothing was
 // deliverable and Next should go round again.
 func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again bool, err error) {
-	b.Position = t.last
 	var d Delivery
-	var ok bool
+	var ok, queued bool
+	if t.direct != nil {
+		t.sub.Arm(t.last)
+	}
 	select {
 	case <-ctx.Done():
-		return Batch{}, false, ctx.Err()
 	case <-idle:
-		return Batch{Position: t.last}, false, nil
 	case d, ok = <-t.sub.C():
+		queued = true
+	}
+	if t.direct != nil {
+		// Whatever was written directly while we waited is delivered.
+		t.last = t.sub.Disarm()
+	}
+	b.Position = t.last
+	if !queued {
+		if err := ctx.Err(); err != nil {
+			return Batch{}, false, err
+		}
+		return b, false, nil
 	}
 	for {
 		if !ok {
@@ -193,6 +220,10 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 			return b, false, reason
 		}
 		switch e := d.Event; {
+		case e == wakeMarker:
+			// A direct write left a remainder: return, so that the
+			// reader finishes it before anything else.
+			return b, false, nil
 		case !d.Resync() && e.ID.IsZero():
 			b.Ephemeral = append(b.Ephemeral, e)
 		case d.Resync() || e.ID.Epoch != t.last.Epoch:

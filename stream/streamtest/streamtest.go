@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"SlowSubscriberDropped", testSlowSubscriber},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"TailExactlyOnceUnderConcurrency", testTailConcurrent},
+		{"TailDirectWritesExactlyOnce", testTailDirect},
 		{"TailResetsOnLostHistory", testTailReset},
 		{"BroadcastIsEphemeral", testBroadcast},
 		{"AppendOnce", testAppendOnce},
@@ -486,6 +489,155 @@ func testTailConcurrent(t *testing.T, h Harness) {
 				t.Errorf("reader %d: event %d is %s; want seq %d (exactly once, in order)", r, i, e.ID, first+uint64(i))
 				break
 			}
+		}
+	}
+}
+
+// socket stands for a reader's connection as a stream.DirectWriter sees
+// it: the fan-out writes to it directly while the reader is parked, the
+// reader writes the batches Next returns, and like a full socket it now and
+// then takes nothing, or only part of a frame, which the reader must then
+// finish before anything else. It has no lock of its own on purpose: the
+// Tail promises that the two writers never overlap, and the race detector
+// holds it to that.
+type socket struct {
+	frames  []stream.ID   // ids of the frames completely written, in order
+	written atomic.Int64  // len(frames), for the publisher's pacing
+	pending *stream.Event // a frame written in part
+	direct  int           // frames the fan-out wrote
+	chaos   bool
+	rng     *rand.Rand
+}
+
+func (s *socket) WriteNow(e *stream.Event) (taken, partial bool) {
+	if s.pending != nil {
+		return false, false
+	}
+	if s.chaos {
+		switch s.rng.IntN(8) {
+		case 0:
+			return false, false
+		case 1:
+			s.pending = e
+			return true, true
+		}
+	}
+	s.direct++
+	if !e.ID.IsZero() {
+		s.frame(e.ID)
+	}
+	return true, false
+}
+
+func (s *socket) frame(id stream.ID) {
+	s.frames = append(s.frames, id)
+	s.written.Add(1)
+}
+
+// next is what the reader does with one call of Next: finish a partial
+// frame, then write the batch.
+func (s *socket) next(ctx context.Context, tail *stream.Tail) error {
+	b, err := tail.Next(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if s.pending != nil {
+		s.frame(s.pending.ID)
+		s.pending = nil
+	}
+	for _, e := range b.Events {
+		s.frame(e.ID)
+	}
+	return nil
+}
+
+// Events that the fan-out writes straight to a parked reader's connection
+// and events the reader writes itself (after a refused or partial direct
+// write, a backlog, a resync) interleave into exactly the log's order,
+// once each, filtered or not.
+func testTailDirect(t *testing.T, h Harness) {
+	l := h.New(t, 100000)
+	const total, rounds = 400, 20
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	type reader struct {
+		s      *socket
+		filter stream.Filter
+		want   []stream.ID
+		err    error
+	}
+	readers := []*reader{
+		{s: &socket{}},
+		{s: &socket{chaos: true, rng: rand.New(rand.NewPCG(1, 2))}},
+		{s: &socket{chaos: true, rng: rand.New(rand.NewPCG(3, 4))}, filter: stream.Filter{Types: []string{"chat.*"}}},
+	}
+	// Subscribed before the first append, so each reader sees them all.
+	tails := make([]*stream.Tail, len(readers))
+	for i, r := range readers {
+		tails[i] = stream.NewTail(l, "ws1", stream.ID{}, false, stream.TailConfig{Filter: r.filter, Queue: 64})
+		defer tails[i].Close()
+		if err := r.s.next(ctx, tails[i]); err != nil {
+			t.Fatal(err)
+		}
+		tails[i].SetDirect(r.s)
+	}
+	var wg sync.WaitGroup
+	for i, r := range readers {
+		wg.Go(func() {
+			for {
+				if err := r.s.next(ctx, tails[i]); err != nil {
+					r.err = err
+					return
+				}
+			}
+		})
+	}
+	// The publisher pauses every rounds events until every reader has
+	// written what it may see so far, so that readers park and the
+	// fan-out writes to them directly.
+	for i := range total {
+		typ := "chat.message"
+		if i%2 == 1 {
+			typ = "approval.created"
+		}
+		e, err := l.Append(ctx, Ev("ws1", typ, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range readers {
+			if r.filter.Match(e) {
+				r.want = append(r.want, e.ID)
+			}
+		}
+		if i%rounds == rounds-1 {
+			for _, r := range readers {
+				waitUntil(t, ctx, func() bool { return r.s.written.Load() >= int64(len(r.want)) })
+			}
+		}
+	}
+	cancel()
+	wg.Wait()
+	for i, r := range readers {
+		if !errors.Is(r.err, context.Canceled) {
+			t.Errorf("reader %d: %v", i, r.err)
+		}
+		if got, want := fmt.Sprint(r.s.frames), fmt.Sprint(r.want); got != want {
+			t.Errorf("reader %d wrote %d frames, want the %d it may see exactly once in log order:\n got %s\nwant %s", i, len(r.s.frames), len(r.want), got, want)
+		}
+		if r.s.direct == 0 {
+			t.Errorf("reader %d: the fan-out never wrote directly; the test did not exercise the direct path", i)
+		}
+	}
+}
+
+// waitUntil polls cond until it holds or ctx ends.
+func waitUntil(t *testing.T, ctx context.Context, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("condition never held")
+		case <-time.After(time.Millisecond):
 		}
 	}
 }

@@ -1,0 +1,86 @@
+package stream
+
+import (
+	"fmt"
+	"testing"
+)
+
+// recorder is a DirectWriter that takes, refuses, or takes in part,
+// according to mode.
+type recorder struct {
+	mode int // written, queueIt or writtenIn
+	got  []ID
+}
+
+func (r *recorder) WriteNow(e *Event) (taken, partial bool) {
+	switch r.mode {
+	case queueIt:
+		return false, false
+	case writtenIn:
+		r.got = append(r.got, e.ID)
+		return true, true
+	}
+	r.got = append(r.got, e.ID)
+	return true, false
+}
+
+// A topic large enough to fan out on several goroutines still gives each
+// subscriber every event once, in order: written directly while armed,
+// queued when its writer refuses, and a wake-up when a frame went out in
+// part (after which it is disarmed, so later events queue behind it).
+func TestHubParallelFanOut(t *testing.T) {
+	h := NewHub(0)
+	defer h.Close()
+	n := parallelFanOut + 100
+	subs := make([]*Subscription, n)
+	recs := make([]*recorder, n)
+	start := ID{Epoch: 7, Seq: 10}
+	for i := range n {
+		subs[i] = h.Subscribe("ws", Filter{}, 8)
+		recs[i] = &recorder{mode: i % 3}
+		subs[i].SetDirect(recs[i])
+		subs[i].Arm(start)
+	}
+	// A subscriber that never armed gets everything through its queue.
+	plain := h.Subscribe("ws", Filter{}, 8)
+	defer plain.Close()
+	for seq := uint64(11); seq <= 13; seq++ {
+		h.Publish(&Event{ID: ID{Epoch: 7, Seq: seq}, WorkspaceID: "ws"})
+	}
+	queued := func(s *Subscription) string {
+		var out []string
+		for len(s.C()) > 0 {
+			d := <-s.C()
+			switch {
+			case d.Event == wakeMarker:
+				out = append(out, "wake")
+			default:
+				out = append(out, d.Event.ID.String())
+			}
+		}
+		return fmt.Sprint(out)
+	}
+	for i, s := range subs {
+		var wantGot, wantQueued string
+		switch recs[i].mode {
+		case written:
+			wantGot, wantQueued = "[7-11 7-12 7-13]", "[]"
+		case queueIt:
+			wantGot, wantQueued = "[]", "[7-11 7-12 7-13]"
+		case writtenIn:
+			wantGot, wantQueued = "[7-11]", "[wake 7-12 7-13]"
+		}
+		if got := fmt.Sprint(recs[i].got); got != wantGot {
+			t.Fatalf("subscriber %d (mode %d): written directly %s; want %s", i, recs[i].mode, got, wantGot)
+		}
+		if got := queued(s); got != wantQueued {
+			t.Fatalf("subscriber %d (mode %d): queued %s; want %s", i, recs[i].mode, got, wantQueued)
+		}
+		if last := s.Disarm(); recs[i].mode != queueIt && last.Seq < 11 {
+			t.Fatalf("subscriber %d: Disarm returned %s after direct writes", i, last)
+		}
+	}
+	if got := queued(plain); got != "[7-11 7-12 7-13]" {
+		t.Fatalf("plain subscriber: queued %s", got)
+	}
+}
