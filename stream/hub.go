@@ -116,6 +116,7 @@ type Subscription struct {
 	filter Filter
 	done   bool  // guarded by t.mu: c is closed
 	err    error // guarded by t.mu: why the hub closed c
+	head   ID    // the topic's last event when s subscribed, if known
 
 	dw DirectWriter // guarded by t.mu; set once by SetDirect
 	// dmu orders direct writes against the queue: every send to c of a
@@ -204,6 +205,15 @@ func (s *Subscription) settle(e *Event, outcome int) {
 	}
 }
 
+// Head returns the last event the hub had fanned out on the workspace when
+// s subscribed, if it knew one (it does not before the topic's first event,
+// nor after a resync). Every later event reaches s, in order, so a reader
+// that starts "from now" can start there instead of asking the store: on
+// Redis that saves a round trip per connecting stream. It may be a little
+// behind the store's head (a notification in flight), which only means the
+// reader also gets the events in flight.
+func (s *Subscription) Head() (ID, bool) { return s.head, !s.head.IsZero() }
+
 // C returns the queue. It is closed when the hub drops the subscription (Err
 // says why) or after Close.
 func (s *Subscription) C() <-chan Delivery { return s.c }
@@ -291,7 +301,7 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 	// topic between lookup and registration.
 	t.mu.Lock()
 	h.mu.Unlock()
-	s := &Subscription{c: make(chan Delivery, size), hub: h, ws: workspace, t: t, filter: f}
+	s := &Subscription{c: make(chan Delivery, size), hub: h, ws: workspace, t: t, filter: f, head: t.last}
 	t.subs[s] = struct{}{}
 	if closed {
 		s.closeLocked(ErrClosed)

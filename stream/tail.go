@@ -111,9 +111,12 @@ func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 			return Batch{}, err
 		}
 		if t.fromHead {
-			head, err := t.log.Head(ctx, t.ws)
-			if err != nil {
-				return Batch{}, err
+			head, known := t.sub.Head()
+			if !known {
+				var err error
+				if head, err = t.log.Head(ctx, t.ws); err != nil {
+					return Batch{}, err
+				}
 			}
 			t.last = head
 			t.caughtUp = true
