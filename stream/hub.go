@@ -96,6 +96,10 @@ type topic struct {
 	mu   sync.Mutex // guards subs, last and every send on and close of a subscription channel
 	subs map[*Subscription]struct{}
 	last ID // last event fanned out, zero before the first
+	// hint is a store head a reader read (NoteHead) while last was zero,
+	// with no resync since: Subscription.Head's answer until last is set.
+	hint ID
+	gen  uint64 // counts resyncs, so that a head read across one is not noted
 	// scratch is fanOut's list of a large topic's subscribers, kept to
 	// save its allocation per event.
 	scratch []*Subscription
@@ -117,6 +121,7 @@ type Subscription struct {
 	done   bool  // guarded by t.mu: c is closed
 	err    error // guarded by t.mu: why the hub closed c
 	head   ID    // the topic's last event when s subscribed, if known
+	gen    uint64
 
 	dw DirectWriter // guarded by t.mu; set once by SetDirect
 	// dmu orders direct writes against the queue: every send to c of a
@@ -214,6 +219,20 @@ func (s *Subscription) settle(e *Event, outcome int) {
 // reader also gets the events in flight.
 func (s *Subscription) Head() (ID, bool) { return s.head, !s.head.IsZero() }
 
+// NoteHead records head, read from the store after s subscribed, for the
+// next subscriptions' Head while the hub has fanned nothing out: the
+// connect burst before a workspace's first event then asks the store once,
+// not once per stream. It is dropped if a resync came in between, since
+// the feed may have missed events after head. It never affects which
+// events the hub drops as repeats.
+func (s *Subscription) NoteHead(head ID) {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	if s.t.gen == s.gen && s.t.last.IsZero() {
+		s.t.hint = head
+	}
+}
+
 // C returns the queue. It is closed when the hub drops the subscription (Err
 // says why) or after Close.
 func (s *Subscription) C() <-chan Delivery { return s.c }
@@ -301,7 +320,10 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 	// topic between lookup and registration.
 	t.mu.Lock()
 	h.mu.Unlock()
-	s := &Subscription{c: make(chan Delivery, size), hub: h, ws: workspace, t: t, filter: f, head: t.last}
+	s := &Subscription{c: make(chan Delivery, size), hub: h, ws: workspace, t: t, filter: f, head: t.last, gen: t.gen}
+	if s.head.IsZero() {
+		s.head = t.hint
+	}
 	t.subs[s] = struct{}{}
 	if closed {
 		s.closeLocked(ErrClosed)
@@ -429,6 +451,8 @@ func (h *Hub) Resync() {
 	for _, t := range ts {
 		t.mu.Lock()
 		t.last = ID{} // unknown until the next event
+		t.hint = ID{}
+		t.gen++
 		for s := range t.subs {
 			s.send(Delivery{Event: resyncMarker})
 		}

@@ -84,3 +84,47 @@ func TestHubParallelFanOut(t *testing.T) {
 		t.Fatalf("plain subscriber: queued %s", got)
 	}
 }
+
+// Head answers from the last event fanned out, else from a store head a
+// reader noted since the last resync; never from one read across a resync,
+// after which the feed may have missed events.
+func TestHubHead(t *testing.T) {
+	h := NewHub(0)
+	defer h.Close()
+	head := func() string {
+		s := h.Subscribe("ws", Filter{}, 8)
+		defer s.Close()
+		id, ok := s.Head()
+		if !ok {
+			return "unknown"
+		}
+		return id.String()
+	}
+	a := h.Subscribe("ws", Filter{}, 8) // keeps the topic
+	defer a.Close()
+	if got := head(); got != "unknown" {
+		t.Fatalf("fresh topic: Head %s; want unknown", got)
+	}
+	a.NoteHead(ID{Epoch: 7, Seq: 5})
+	if got := head(); got != "7-5" {
+		t.Fatalf("after NoteHead: Head %s; want 7-5", got)
+	}
+	h.Resync()
+	if got := head(); got != "unknown" {
+		t.Fatalf("after a resync: Head %s; want unknown", got)
+	}
+	a.NoteHead(ID{Epoch: 7, Seq: 6}) // read before the resync: ignored
+	if got := head(); got != "unknown" {
+		t.Fatalf("a head read across a resync was noted: Head %s", got)
+	}
+	c := h.Subscribe("ws", Filter{}, 8)
+	defer c.Close()
+	c.NoteHead(ID{Epoch: 7, Seq: 6})
+	if got := head(); got != "7-6" {
+		t.Fatalf("after NoteHead since the resync: Head %s; want 7-6", got)
+	}
+	h.Publish(&Event{ID: ID{Epoch: 7, Seq: 7}, WorkspaceID: "ws"})
+	if got := head(); got != "7-7" {
+		t.Fatalf("after an event: Head %s; want 7-7", got)
+	}
+}

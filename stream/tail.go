@@ -117,6 +117,7 @@ func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 				if head, err = t.log.Head(ctx, t.ws); err != nil {
 					return Batch{}, err
 				}
+				t.sub.NoteHead(head)
 			}
 			t.last = head
 			t.caughtUp = true
