@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/go-chi/chi/v5"
 
@@ -401,12 +402,18 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 	buf := appendFrame((*bp)[:0], e)
 	n := 0
 	// The callback returns true whatever happened: RawConn.Write must not
-	// wait for the socket to drain, the fan-out cannot block.
+	// wait for the socket to drain, the fan-out cannot block. The socket
+	// is non-blocking, so the write cannot block either, which is why it
+	// is a raw system call: the runtime's bookkeeping around a blocking
+	// one (handing the P off, waking sysmon on an idle process) would
+	// cost more than the write itself.
 	s.raw.Write(func(fd uintptr) bool {
 		for {
-			var err error
-			n, err = syscall.Write(int(fd), buf)
-			if err != syscall.EINTR {
+			r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(buf))), uintptr(len(buf)))
+			if errno != syscall.EINTR {
+				if errno == 0 {
+					n = int(r)
+				}
 				return true
 			}
 		}
