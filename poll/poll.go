@@ -129,39 +129,53 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 			defer t.Stop()
 			timeout = t.C
 		}
+		d, ok, done := wait(ctx, sub, timeout)
+		if done {
+			return res, nil
+		}
+		if !ok {
+			// Closed because events overflowed the queue (a wake-up
+			// like any other), or the log closed.
+			if errors.Is(sub.Err(), stream.ErrClosed) {
+				return res, nil
+			}
+			sub.Close()
+			sub = log.Subscribe(workspace, filter, ephemeralQueue)
+			continue
+		}
+		switch {
+		case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
+			// Broadcast events answer the poll at once, with whatever
+			// else is queued; the cursor stays where it is.
+			res.Ephemeral = append(res.Ephemeral, d.Event)
+			drain(sub, &res, q.Limit, false)
+			return res, nil
+		case d.Event != nil && d.Event.ID == res.NextCursor.Next():
+			// The hub handed over exactly the next event: answer with
+			// it (and whatever follows it, contiguous, in the queue)
+			// without reading the log, so one event waking thousands
+			// of long polls costs no reads of the store.
+			res.Events = append(res.Events, d.Event)
+			res.NextCursor = d.Event.ID
+			drain(sub, &res, q.Limit, true)
+			return res, nil
+		}
+	}
+}
+
+// wait returns the next delivery of sub, or ok false once sub ended; done
+// reports that ctx or timeout came first.
+func wait(ctx context.Context, sub *stream.Subscription, timeout <-chan time.Time) (d stream.Delivery, ok, done bool) {
+	for {
+		if d, ok, open := sub.Pop(); ok || !open {
+			return d, ok, false
+		}
 		select {
 		case <-ctx.Done():
-			return res, nil
+			return stream.Delivery{}, false, true
 		case <-timeout:
-			return res, nil
-		case d, ok := <-sub.C():
-			if !ok {
-				// Closed because events overflowed the queue (a wake-up
-				// like any other), or the log closed.
-				if errors.Is(sub.Err(), stream.ErrClosed) {
-					return res, nil
-				}
-				sub.Close()
-				sub = log.Subscribe(workspace, filter, ephemeralQueue)
-				continue
-			}
-			switch {
-			case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
-				// Broadcast events answer the poll at once, with whatever
-				// else is queued; the cursor stays where it is.
-				res.Ephemeral = append(res.Ephemeral, d.Event)
-				drain(sub, &res, q.Limit, false)
-				return res, nil
-			case d.Event != nil && d.Event.ID == res.NextCursor.Next():
-				// The hub handed over exactly the next event: answer with
-				// it (and whatever follows it, contiguous, in the queue)
-				// without reading the log, so one event waking thousands
-				// of long polls costs no reads of the store.
-				res.Events = append(res.Events, d.Event)
-				res.NextCursor = d.Event.ID
-				drain(sub, &res, q.Limit, true)
-				return res, nil
-			}
+			return stream.Delivery{}, false, true
+		case <-sub.Ready():
 		}
 	}
 }
@@ -203,23 +217,19 @@ func scan(ctx context.Context, log stream.Log, workspace string, cursor stream.I
 // deliveries are left for the next poll to read from the log.
 func drain(sub *stream.Subscription, res *Result, limit int, events bool) {
 	for !events || len(res.Events) < limit {
-		select {
-		case d, ok := <-sub.C():
-			switch {
-			case !ok:
-				return
-			case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
-				res.Ephemeral = append(res.Ephemeral, d.Event)
-			case !events:
-			case d.Event != nil && d.Event.ID == res.NextCursor.Next():
-				res.Events = append(res.Events, d.Event)
-				res.NextCursor = d.Event.ID
-			default:
-				// A gap or a resync: the next poll reads the log.
-				res.HasMore = true
-				return
-			}
+		d, ok, _ := sub.Pop()
+		switch {
+		case !ok:
+			return
+		case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
+			res.Ephemeral = append(res.Ephemeral, d.Event)
+		case !events:
+		case d.Event != nil && d.Event.ID == res.NextCursor.Next():
+			res.Events = append(res.Events, d.Event)
+			res.NextCursor = d.Event.ID
 		default:
+			// A gap or a resync: the next poll reads the log.
+			res.HasMore = true
 			return
 		}
 	}

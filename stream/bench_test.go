@@ -54,7 +54,16 @@ func BenchmarkHubFanOut(b *testing.B) {
 			for i := range subs {
 				subs[i] = hub.Subscribe("ws1", stream.Filter{}, 1024)
 				wg.Go(func() {
-					for range subs[i].C() {
+					for range subs[i].Ready() {
+						for {
+							_, ok, open := subs[i].Pop()
+							if !open {
+								return
+							}
+							if !ok {
+								break
+							}
+						}
 					}
 				})
 			}

@@ -15,8 +15,7 @@ var ErrTooManyWorkspaces = errors.New("node follows too many workspaces")
 // was full: its reader fell behind. The reader resumes from the log.
 var ErrSlowSubscriber = errors.New("subscriber too slow")
 
-// Delivery is one item of a subscription's queue. It is one pointer wide,
-// because every subscriber's queue is allocated at its full bound.
+// Delivery is one item of a subscription's queue.
 type Delivery struct {
 	// Event is the next event (nil for a resync marker). An event with the
 	// zero ID is ephemeral (see Log.Broadcast).
@@ -113,24 +112,74 @@ func NewHub(maxWorkspaces int) *Hub {
 
 // Subscription is a reader's registration with a Hub.
 type Subscription struct {
-	c      chan Delivery
 	hub    *Hub
 	ws     string
 	t      *topic
 	filter Filter
-	done   bool  // guarded by t.mu: c is closed
-	err    error // guarded by t.mu: why the hub closed c
+	done   bool  // guarded by t.mu: dropped from the topic
+	err    error // guarded by t.mu: why the hub dropped it
 	head   ID    // the topic's last event when s subscribed, if known
 	gen    uint64
+	dw     DirectWriter // guarded by t.mu; set once by SetDirect
 
-	dw DirectWriter // guarded by t.mu; set once by SetDirect
-	// dmu orders direct writes against the queue: every send to c of a
-	// subscription with a DirectWriter disarms it under dmu, and the
-	// reader arms it under dmu only while c is empty.
-	dmu   sync.Mutex
-	armed bool // guarded by dmu: the fan-out may write directly
-	dlast ID   // guarded by dmu: the last event written, directly or not
+	// The queue is a slice that grows on demand up to size, not a channel
+	// allocated at its bound: with direct writes most live streams never
+	// queue anything, and 256 idle slots were 2 KiB of every connection.
+	// qmu also orders direct writes against the queue: every send disarms
+	// under qmu, and the reader arms under qmu only while q is empty.
+	qmu    sync.Mutex
+	q      []Delivery // guarded by qmu: q[qhead:] are queued, oldest first
+	qhead  int
+	size   int
+	closed bool          // guarded by qmu: nothing more will be queued
+	ready  chan struct{} // holds a token when something was queued or closed
+	armed  bool          // guarded by qmu: the fan-out may write directly
+	dlast  ID            // guarded by qmu: the last event written, directly or not
 }
+
+// newSubscription returns an empty subscription with a queue of size.
+func newSubscription(h *Hub, workspace string, t *topic, f Filter, size int) *Subscription {
+	return &Subscription{hub: h, ws: workspace, t: t, filter: f, size: size, ready: make(chan struct{}, 1)}
+}
+
+// signal leaves a token in ready, without blocking.
+func (s *Subscription) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready receives when deliveries may be queued or the subscription ended:
+// the reader then calls Pop until it reports nothing queued. It may also
+// receive when a previous Pop already took everything.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Pop removes the oldest queued delivery (ok). With nothing queued, open
+// reports whether more may come: false once the hub dropped the
+// subscription (Err says why) or it was closed.
+func (s *Subscription) Pop() (d Delivery, ok, open bool) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.qhead == len(s.q) {
+		return Delivery{}, false, !s.closed
+	}
+	d = s.q[s.qhead]
+	s.q[s.qhead] = Delivery{}
+	s.qhead++
+	if s.qhead == len(s.q) {
+		// Empty: start over, and give back what a burst grew.
+		s.qhead = 0
+		s.q = s.q[:0]
+		if cap(s.q) > 16 {
+			s.q = nil
+		}
+	}
+	return d, true, true
+}
+
+// queued returns how many deliveries wait; qmu must be held.
+func (s *Subscription) queued() int { return len(s.q) - s.qhead }
 
 // SetDirect lets the fan-out write to dw while the reader has armed the
 // subscription (Arm). Call it once, before the first Arm.
@@ -142,19 +191,19 @@ func (s *Subscription) SetDirect(dw DirectWriter) {
 
 // Arm lets the fan-out write events after last straight to the
 // subscription's DirectWriter, as long as nothing is queued. The reader
-// calls it just before it waits on C, and Disarm as soon as it wakes.
+// calls it just before it waits on Ready, and Disarm as soon as it wakes.
 func (s *Subscription) Arm(last ID) {
-	s.dmu.Lock()
+	s.qmu.Lock()
 	s.dlast = last
-	s.armed = len(s.c) == 0
-	s.dmu.Unlock()
+	s.armed = s.queued() == 0 && !s.closed
+	s.qmu.Unlock()
 }
 
 // Disarm stops direct writes and returns the last event written, the one
 // passed to Arm if none was written directly since.
 func (s *Subscription) Disarm() ID {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
 	s.armed = false
 	return s.dlast
 }
@@ -170,8 +219,8 @@ const (
 // state (not t.subs), so that a large topic's fan-out can run it on
 // several goroutines at once; the caller acts on the outcome under t.mu.
 func (s *Subscription) direct(e *Event) int {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
 	if !s.armed || (!e.ID.IsZero() && (e.ID.Epoch != s.dlast.Epoch || e.ID.Seq <= s.dlast.Seq)) {
 		// Not armed, or not plainly the next event: the reader's
 		// goroutine sorts it out (a new epoch means reading the log).
@@ -233,10 +282,6 @@ func (s *Subscription) NoteHead(head ID) {
 	}
 }
 
-// C returns the queue. It is closed when the hub drops the subscription (Err
-// says why) or after Close.
-func (s *Subscription) C() <-chan Delivery { return s.c }
-
 // Err returns why the hub closed the queue: ErrSlowSubscriber or ErrClosed,
 // or nil while it is open or after the reader's own Close.
 func (s *Subscription) Err() error {
@@ -259,7 +304,8 @@ func (s *Subscription) Close() {
 	}
 }
 
-// closeLocked closes c once; t.mu must be held.
+// closeLocked drops the subscription once; t.mu must be held. The reader
+// still pops what was queued before, then sees the end.
 func (s *Subscription) closeLocked(reason error) {
 	if s.done {
 		return
@@ -267,29 +313,38 @@ func (s *Subscription) closeLocked(reason error) {
 	s.done = true
 	s.err = reason
 	delete(s.t.subs, s)
+	s.qmu.Lock()
+	s.closed = true
+	s.armed = false
 	if reason == ErrClosed {
 		// The log is shutting down: what is still queued (a resync after
 		// the feed resubscribed, say) would reach a reader that must stop,
 		// so drop it and let the reader see the end now.
-		for len(s.c) > 0 {
-			<-s.c
-		}
+		s.q, s.qhead = nil, 0
 	}
-	close(s.c)
+	s.qmu.Unlock()
+	s.signal()
 }
 
-// send enqueues d without blocking; t.mu must be held.
+// send enqueues d without blocking, or drops the subscription when its
+// queue is full; t.mu must be held.
 func (s *Subscription) send(d Delivery) {
-	if s.dw != nil {
-		s.dmu.Lock()
-		defer s.dmu.Unlock()
-		s.armed = false
-	}
-	select {
-	case s.c <- d:
-	default:
+	s.qmu.Lock()
+	s.armed = false
+	if s.queued() >= s.size {
+		s.qmu.Unlock()
 		s.closeLocked(ErrSlowSubscriber)
+		return
 	}
+	if len(s.q) == cap(s.q) && s.qhead > 0 {
+		// Full slice, taken from the front: slide down rather than grow.
+		n := copy(s.q, s.q[s.qhead:])
+		clear(s.q[n:])
+		s.q, s.qhead = s.q[:n], 0
+	}
+	s.q = append(s.q, d)
+	s.qmu.Unlock()
+	s.signal()
 }
 
 // Subscribe registers a subscription to workspace with a queue of size
@@ -305,7 +360,7 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 		// A subscription that starts closed, on a topic of its own that
 		// the hub never sees.
 		t = &topic{subs: make(map[*Subscription]struct{})}
-		s := &Subscription{c: make(chan Delivery), hub: h, ws: workspace, t: t, filter: f}
+		s := newSubscription(h, workspace, t, f, size)
 		t.mu.Lock()
 		s.closeLocked(ErrTooManyWorkspaces)
 		t.mu.Unlock()
@@ -320,7 +375,8 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 	// topic between lookup and registration.
 	t.mu.Lock()
 	h.mu.Unlock()
-	s := &Subscription{c: make(chan Delivery, size), hub: h, ws: workspace, t: t, filter: f, head: t.last, gen: t.gen}
+	s := newSubscription(h, workspace, t, f, size)
+	s.head, s.gen = t.last, t.gen
 	if s.head.IsZero() {
 		s.head = t.hint
 	}

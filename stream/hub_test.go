@@ -49,8 +49,11 @@ func TestHubParallelFanOut(t *testing.T) {
 	}
 	queued := func(s *Subscription) string {
 		var out []string
-		for len(s.C()) > 0 {
-			d := <-s.C()
+		for {
+			d, ok, _ := s.Pop()
+			if !ok {
+				break
+			}
 			switch {
 			case d.Event == wakeMarker:
 				out = append(out, "wake")
@@ -126,5 +129,48 @@ func TestHubHead(t *testing.T) {
 	h.Publish(&Event{ID: ID{Epoch: 7, Seq: 7}, WorkspaceID: "ws"})
 	if got := head(); got != "7-7" {
 		t.Fatalf("after an event: Head %s; want 7-7", got)
+	}
+}
+
+// The queue holds up to its bound in order, keeps what it held for the
+// reader after the hub drops the subscription, grows only as needed and
+// gives back what a burst grew once drained.
+func TestSubscriptionQueue(t *testing.T) {
+	h := NewHub(0)
+	defer h.Close()
+	s := h.Subscribe("ws", Filter{}, 100)
+	defer s.Close()
+	if cap(s.q) != 0 {
+		t.Fatalf("an idle subscription holds a queue of %d slots", cap(s.q))
+	}
+	for seq := uint64(1); seq <= 100; seq++ {
+		h.Publish(&Event{ID: ID{Epoch: 1, Seq: seq}, WorkspaceID: "ws"})
+	}
+	<-s.Ready()
+	for seq := uint64(1); seq <= 60; seq++ { // taken from the front while more come
+		if d, ok, _ := s.Pop(); !ok || d.Event.ID.Seq != seq {
+			t.Fatalf("pop %d: %v %v", seq, d.Event, ok)
+		}
+	}
+	for seq := uint64(101); seq <= 160; seq++ { // 100 queued again: the bound
+		h.Publish(&Event{ID: ID{Epoch: 1, Seq: seq}, WorkspaceID: "ws"})
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("dropped at the bound: %v", err)
+	}
+	h.Publish(&Event{ID: ID{Epoch: 1, Seq: 161}, WorkspaceID: "ws"})
+	if err := s.Err(); err != ErrSlowSubscriber {
+		t.Fatalf("past the bound: Err %v; want ErrSlowSubscriber", err)
+	}
+	for seq := uint64(61); seq <= 160; seq++ { // still delivered after the drop
+		if d, ok, _ := s.Pop(); !ok || d.Event.ID.Seq != seq {
+			t.Fatalf("pop %d after the drop: %v %v", seq, d.Event, ok)
+		}
+	}
+	if _, ok, open := s.Pop(); ok || open {
+		t.Fatalf("after the last: ok %v open %v; want the end", ok, open)
+	}
+	if cap(s.q) != 0 {
+		t.Fatalf("a drained queue keeps %d slots", cap(s.q))
 	}
 }

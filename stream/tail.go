@@ -187,15 +187,14 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 // live waits for the next deliveries. again reports that nothing was
 // deliverable and Next should go round again.
 func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again bool, err error) {
-	var d Delivery
-	var ok, queued bool
 	if t.direct != nil {
 		t.sub.Arm(t.last)
 	}
+	queued := false
 	select {
 	case <-ctx.Done():
 	case <-idle:
-	case d, ok = <-t.sub.C():
+	case <-t.sub.Ready():
 		queued = true
 	}
 	if t.direct != nil {
@@ -209,13 +208,19 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 		}
 		return b, false, nil
 	}
+	woken := false // a direct write left a remainder for the reader
 	for {
+		// Coalesce whatever is queued into this batch.
+		d, ok, open := t.sub.Pop()
+		if !ok && open {
+			return b, len(b.Events) == 0 && len(b.Ephemeral) == 0 && !woken, nil
+		}
 		if !ok {
 			reason := t.sub.Err()
 			if reason == nil { // closed by us; cannot happen while in use
 				reason = ErrClosed
 			}
-			if len(b.Events) > 0 || len(b.Ephemeral) > 0 {
+			if len(b.Events) > 0 || len(b.Ephemeral) > 0 || woken {
 				// Deliver what arrived before the close; the next call
 				// reports it.
 				t.err = reason
@@ -225,28 +230,23 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 		}
 		switch e := d.Event; {
 		case e == wakeMarker:
-			// A direct write left a remainder: return, so that the
-			// reader finishes it before anything else.
-			return b, false, nil
+			// Return even with nothing else, so that the reader
+			// finishes the frame before anything else.
+			woken = true
 		case !d.Resync() && e.ID.IsZero():
 			b.Ephemeral = append(b.Ephemeral, e)
 		case d.Resync() || e.ID.Epoch != t.last.Epoch:
 			// The feed may have a hole here: deliver what we have, then
-			// read the log from where we are.
+			// read the log from where we are. What is still queued
+			// waits for the next call, which must not sleep on it.
 			t.caughtUp = false
-			return b, len(b.Events) == 0 && len(b.Ephemeral) == 0, nil
+			t.sub.signal()
+			return b, len(b.Events) == 0 && len(b.Ephemeral) == 0 && !woken, nil
 		case e.ID.Seq > t.last.Seq:
 			b.Events = append(b.Events, e)
 			t.last = e.ID
 			b.Position = e.ID
 		}
-		// Coalesce whatever else is already queued into this batch.
-		select {
-		case d, ok = <-t.sub.C():
-			continue
-		default:
-		}
-		return b, len(b.Events) == 0 && len(b.Ephemeral) == 0, nil
 	}
 }
 

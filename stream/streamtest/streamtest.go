@@ -304,12 +304,17 @@ func testLostHistory(t *testing.T, h Harness) {
 // implementation from hanging the run.
 func recv(t *testing.T, s *stream.Subscription) (stream.Delivery, bool) {
 	t.Helper()
-	select {
-	case d, ok := <-s.C():
-		return d, ok
-	case <-time.After(30 * time.Second):
-		t.Fatal("no delivery within 30s")
-		return stream.Delivery{}, false
+	deadline := time.After(30 * time.Second)
+	for {
+		if d, ok, open := s.Pop(); ok || !open {
+			return d, ok
+		}
+		select {
+		case <-s.Ready():
+		case <-deadline:
+			t.Fatal("no delivery within 30s")
+			return stream.Delivery{}, false
+		}
 	}
 }
 
