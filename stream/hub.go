@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrTooManyWorkspaces is the reason a subscription starts closed: this
@@ -89,6 +90,8 @@ type Hub struct {
 	mu     sync.Mutex // guards topics and closed
 	topics map[string]*topic
 	closed bool
+
+	workers sync.WaitGroup // fan-out workers of large topics (see publish)
 }
 
 type topic struct {
@@ -102,6 +105,17 @@ type topic struct {
 	// scratch is fanOut's list of a large topic's subscribers, kept to
 	// save its allocation per event.
 	scratch []*Subscription
+	n       atomic.Int32 // len(subs), read without mu to pick publish's path
+
+	pmu     sync.Mutex // guards pending and busy
+	pending []pending  // events waiting for the topic's worker, in order
+	busy    bool       // a worker owns the topic's fan-out
+}
+
+// pending is an event handed to a topic's fan-out worker.
+type pending struct {
+	e         *Event
+	ephemeral bool
 }
 
 // NewHub returns an empty hub that follows at most maxWorkspaces
@@ -313,6 +327,7 @@ func (s *Subscription) closeLocked(reason error) {
 	s.done = true
 	s.err = reason
 	delete(s.t.subs, s)
+	s.t.n.Store(int32(len(s.t.subs)))
 	s.qmu.Lock()
 	s.closed = true
 	s.armed = false
@@ -381,6 +396,7 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 		s.head = t.hint
 	}
 	t.subs[s] = struct{}{}
+	t.n.Store(int32(len(t.subs)))
 	if closed {
 		s.closeLocked(ErrClosed)
 	}
@@ -410,35 +426,78 @@ func (h *Hub) topic(workspace string) *topic {
 // that repeats or precedes the last one is dropped; one that leaves a hole
 // or starts a new epoch is preceded by a resync marker, so that readers
 // fill the hole from the log.
-func (h *Hub) Publish(e *Event) {
-	t := h.topic(e.WorkspaceID)
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.last.IsZero() && e.ID != t.last.Next() {
-		if e.ID.Epoch == t.last.Epoch && e.ID.Seq <= t.last.Seq {
-			return // a duplicate notification
-		}
-		for s := range t.subs {
-			s.send(Delivery{Event: resyncMarker})
-		}
-	}
-	t.last = e.ID
-	t.fanOut(e)
-}
+func (h *Hub) Publish(e *Event) { h.publish(e, false) }
 
 // PublishEphemeral fans e, which has no id, out to the subscribers of its
 // workspace whose filter matches. It neither checks nor moves the topic's
 // position.
-func (h *Hub) PublishEphemeral(e *Event) {
+func (h *Hub) PublishEphemeral(e *Event) { h.publish(e, true) }
+
+// publish fans e out on the caller's goroutine for an ordinary topic. A
+// large one is handed to a worker of its own, in order: its fan-out takes
+// tens of milliseconds of direct writes, which must hold up neither the
+// caller (the embedded log holds its lock, the Redis feed serves every
+// workspace) nor other workspaces.
+func (h *Hub) publish(e *Event, ephemeral bool) {
 	t := h.topic(e.WorkspaceID)
 	if t == nil {
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.pmu.Lock()
+	if !t.busy && t.n.Load() < parallelFanOut {
+		t.pmu.Unlock()
+		// No worker can start meanwhile: calls for one workspace come
+		// one at a time.
+		t.mu.Lock()
+		t.publishLocked(e, ephemeral)
+		t.mu.Unlock()
+		return
+	}
+	t.pending = append(t.pending, pending{e: e, ephemeral: ephemeral})
+	start := !t.busy
+	t.busy = true
+	t.pmu.Unlock()
+	if start {
+		h.workers.Add(1)
+		// Exits once it has fanned out everything pending.
+		go h.work(t)
+	}
+}
+
+// work fans out t's pending events in order until none is left.
+func (h *Hub) work(t *topic) {
+	defer h.workers.Done()
+	for {
+		t.pmu.Lock()
+		if len(t.pending) == 0 {
+			t.busy = false
+			t.pending = nil
+			t.pmu.Unlock()
+			return
+		}
+		p := t.pending[0]
+		t.pending[0] = pending{}
+		t.pending = t.pending[1:]
+		t.pmu.Unlock()
+		t.mu.Lock()
+		t.publishLocked(p.e, p.ephemeral)
+		t.mu.Unlock()
+	}
+}
+
+// publishLocked fans e out; t.mu must be held.
+func (t *topic) publishLocked(e *Event, ephemeral bool) {
+	if !ephemeral {
+		if !t.last.IsZero() && e.ID != t.last.Next() {
+			if e.ID.Epoch == t.last.Epoch && e.ID.Seq <= t.last.Seq {
+				return // a duplicate notification
+			}
+			for s := range t.subs {
+				s.send(Delivery{Event: resyncMarker})
+			}
+		}
+		t.last = e.ID
+	}
 	t.fanOut(e)
 }
 
@@ -530,6 +589,7 @@ func (h *Hub) Close() {
 		}
 		t.mu.Unlock()
 	}
+	h.workers.Wait()
 }
 
 // Subscribers returns how many subscriptions are open, for metrics and

@@ -24,7 +24,8 @@ func (r *recorder) WriteNow(e *Event) (taken, partial bool) {
 	return true, false
 }
 
-// A topic large enough to fan out on several goroutines still gives each
+// A topic large enough to fan out on a worker and on several goroutines
+// still gives each
 // subscriber every event once, in order: written directly while armed,
 // queued when its writer refuses, and a wake-up when a frame went out in
 // part (after which it is disarmed, so later events queue behind it).
@@ -47,6 +48,8 @@ func TestHubParallelFanOut(t *testing.T) {
 	for seq := uint64(11); seq <= 13; seq++ {
 		h.Publish(&Event{ID: ID{Epoch: 7, Seq: seq}, WorkspaceID: "ws"})
 	}
+	// A topic this large fans out on a worker: wait for it.
+	h.workers.Wait()
 	queued := func(s *Subscription) string {
 		var out []string
 		for {

@@ -177,7 +177,9 @@ func (m *Memory) appendLocked(e *Event) *Event {
 			l.events = kept
 		}
 	}
-	// Fan-out under m.mu keeps hub order equal to log order; it never blocks.
+	// Publishing under m.mu keeps hub order equal to log order. It never
+	// blocks: direct writes are non-blocking, and a large workspace's
+	// fan-out is handed to a worker of its own.
 	m.hub.Publish(e)
 	return e
 }
