@@ -368,6 +368,9 @@ type sseWriter struct {
 	raw       syscall.RawConn // conn's socket, for WriteNow; nil: no direct writes
 	pending   []byte          // what WriteNow could not write; write sends it first
 	directPos stream.ID       // the last event WriteNow wrote, zero once the stream took it
+	writeRaw  func(fd uintptr) bool
+	wbuf      []byte // writeRaw's argument
+	wn        int    // and result
 	w         http.ResponseWriter
 	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
 	timeout   time.Duration
@@ -384,6 +387,7 @@ func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
+			w.writeRaw = w.rawWrite
 		}
 	}
 	return w
@@ -400,24 +404,10 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 	}
 	bp := frameBufs.Get().(*[]byte)
 	buf := appendFrame((*bp)[:0], e)
-	n := 0
-	// The callback returns true whatever happened: RawConn.Write must not
-	// wait for the socket to drain, the fan-out cannot block. The socket
-	// is non-blocking, so the write cannot block either, which is why it
-	// is a raw system call: the runtime's bookkeeping around a blocking
-	// one (handing the P off, waking sysmon on an idle process) would
-	// cost more than the write itself.
-	s.raw.Write(func(fd uintptr) bool {
-		for {
-			r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(buf))), uintptr(len(buf)))
-			if errno != syscall.EINTR {
-				if errno == 0 {
-					n = int(r)
-				}
-				return true
-			}
-		}
-	})
+	s.wbuf = buf
+	s.raw.Write(s.writeRaw)
+	n := s.wn
+	s.wbuf, s.wn = nil, 0
 	if n > 0 {
 		taken = true
 		s.lastWrite = time.Now()
@@ -434,6 +424,25 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 		frameBufs.Put(bp)
 	}
 	return taken, partial
+}
+
+// writeRaw is WriteNow's RawConn.Write callback, one func value per
+// connection rather than a closure allocated per delivery. It returns true
+// whatever happened: RawConn.Write must not wait for the socket to drain,
+// the fan-out cannot block. The socket is non-blocking, so the write cannot
+// block either, which is why it is a raw system call: the runtime's
+// bookkeeping around a blocking one (handing the P off, waking sysmon on an
+// idle process) would cost more than the write itself.
+func (s *sseWriter) rawWrite(fd uintptr) bool {
+	for {
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.wbuf))), uintptr(len(s.wbuf)))
+		if errno != syscall.EINTR {
+			if errno == 0 {
+				s.wn = int(r)
+			}
+			return true
+		}
+	}
 }
 
 // direct returns s as a stream.DirectWriter when it can write directly.
