@@ -30,7 +30,7 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, au
 		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
 		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, log.(rateLimiter), schemas))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
-		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, pres, streams))
+		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
 		r.Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/presence", handleGetPresence(logger, pres))
 		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -31,7 +32,7 @@ var (
 // browser's EventSource gives up for good on any non-200, even a temporary
 // failure before the first byte (log unavailable, draining) is answered
 // with 200 and a retry: hint.
-func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, pres *presence, streams context.Context) http.Handler {
+func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, pres *presence, beats *heartbeats, streams context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
 		p := appmw.PrincipalFromContext(r.Context())
@@ -88,6 +89,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 				st.out = newConnWriter(conn, cfg.WriteTimeout)
 				if dw := st.out.direct(); dw != nil {
 					tail.SetDirect(dw)
+					st.beats = beats
 				}
 				st.header = rawHeader(h)
 				cfg.Hijacked.Add(2)
@@ -135,6 +137,9 @@ type sseStream struct {
 	header   []byte // a hijacked stream writes its own status line and headers
 	conns    *connLimit
 	pres     *presence
+	beats    *heartbeats // set when out takes direct writes
+
+	refreshPresence func() // set before the stream joins beats
 }
 
 // run sends the opening frames and then every batch until the client
@@ -194,11 +199,22 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 	// An open stream makes its user present in the workspace.
 	refreshPresence, leave := st.pres.streamOpened(rctx, st.ws, st.user)
 	defer leave()
+	st.refreshPresence = refreshPresence
 
-	heartbeat := time.NewTimer(cfg.Heartbeat)
-	defer heartbeat.Stop()
+	// A stream that takes direct writes gets its heartbeats, and its
+	// presence refreshed, from the node's sweeper; any other has a timer.
+	var idle <-chan time.Time
+	var heartbeat *time.Timer
+	if st.beats != nil {
+		st.beats.add(st)
+		defer st.beats.remove(st)
+	} else {
+		heartbeat = time.NewTimer(cfg.Heartbeat)
+		defer heartbeat.Stop()
+		idle = heartbeat.C
+	}
 	for {
-		b, err := st.tail.Next(ctx, heartbeat.C)
+		b, err := st.tail.Next(ctx, idle)
 		if err != nil {
 			cause := context.Cause(ctx)
 			switch {
@@ -235,19 +251,19 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 			}
 			continue
 		}
+		if len(buf) == 0 && heartbeat == nil {
+			frameBufs.Put(bp) // nothing to write
+			continue
+		}
 		if len(buf) == 0 {
 			// The timer fired. It is not reset on every write (that
 			// would cost a timer update per event): it is checked here.
-			if idle := time.Since(out.lastWrite); idle < cfg.Heartbeat {
-				heartbeat.Reset(cfg.Heartbeat - idle)
+			if silent := time.Since(out.lastWriteTime()); silent < cfg.Heartbeat {
+				heartbeat.Reset(cfg.Heartbeat - silent)
 				frameBufs.Put(bp)
-				// Direct writes keep the stream busy without waking
-				// this goroutine: the heartbeat is its turn to
-				// refresh presence.
-				refreshPresence()
 				continue
 			}
-			buf = append(buf, "event: heartbeat\ndata: {}\n\n"...)
+			buf = append(buf, heartbeatFrame...)
 			heartbeat.Reset(cfg.Heartbeat)
 		}
 		err = out.write(buf)
@@ -375,8 +391,8 @@ type sseWriter struct {
 	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
 	timeout   time.Duration
 	http2     bool
-	deadline  time.Time // the connection's write deadline (HTTP/1)
-	lastWrite time.Time
+	deadline  time.Time    // the connection's write deadline (HTTP/1)
+	lastWrite atomic.Int64 // UnixNano of the last write, read by the heartbeat sweeper
 }
 
 // newConnWriter writes straight to a hijacked connection: one write(2) per
@@ -403,14 +419,19 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 		return false, false
 	}
 	bp := frameBufs.Get().(*[]byte)
-	buf := appendFrame((*bp)[:0], e)
+	var buf []byte
+	if e == heartbeatEvent {
+		buf = append((*bp)[:0], heartbeatFrame...)
+	} else {
+		buf = appendFrame((*bp)[:0], e)
+	}
 	s.wbuf = buf
 	s.raw.Write(s.writeRaw)
 	n := s.wn
 	s.wbuf, s.wn = nil, 0
 	if n > 0 {
 		taken = true
-		s.lastWrite = time.Now()
+		s.lastWrite.Store(time.Now().UnixNano())
 		if !e.ID.IsZero() {
 			s.directPos = e.ID
 		}
@@ -444,6 +465,9 @@ func (s *sseWriter) rawWrite(fd uintptr) bool {
 		}
 	}
 }
+
+// lastWriteTime is when s last wrote.
+func (s *sseWriter) lastWriteTime() time.Time { return time.Unix(0, s.lastWrite.Load()) }
 
 // direct returns s as a stream.DirectWriter when it can write directly.
 func (s *sseWriter) direct() stream.DirectWriter {
@@ -493,7 +517,7 @@ func (s *sseWriter) write(b []byte) error {
 				return err
 			}
 		}
-		s.lastWrite = now
+		s.lastWrite.Store(now.UnixNano())
 		return s.conn.SetWriteDeadline(time.Time{})
 	}
 	if s.conn != nil {
@@ -506,7 +530,7 @@ func (s *sseWriter) write(b []byte) error {
 		if _, err := s.conn.Write(b); err != nil {
 			return err
 		}
-		s.lastWrite = now
+		s.lastWrite.Store(now.UnixNano())
 		return nil
 	}
 	if s.http2 || s.deadline.Sub(now) < s.timeout/2 {
@@ -521,7 +545,7 @@ func (s *sseWriter) write(b []byte) error {
 	if err := s.rc.Flush(); err != nil {
 		return err
 	}
-	s.lastWrite = now
+	s.lastWrite.Store(now.UnixNano())
 	if s.http2 {
 		if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err

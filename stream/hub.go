@@ -222,6 +222,23 @@ func (s *Subscription) Disarm() ID {
 	return s.dlast
 }
 
+// Ping writes e, an ephemeral event such as a heartbeat, to the
+// subscription's DirectWriter if the reader is parked with nothing queued,
+// and reports whether it did. It never queues e: a reader that is not
+// parked is busy writing anyway.
+func (s *Subscription) Ping(e *Event) bool {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	if s.done || s.dw == nil {
+		return false
+	}
+	o := s.direct(e)
+	if o == writtenIn {
+		s.send(Delivery{Event: wakeMarker})
+	}
+	return o != queueIt
+}
+
 // Outcomes of Subscription.direct.
 const (
 	queueIt   = iota // not written: send it through the queue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,6 +50,7 @@ type Tail struct {
 	started  bool
 	caughtUp bool // the last log read came back short: deliveries are now live
 	sub      *Subscription
+	current  atomic.Pointer[Subscription] // sub, for Ping from other goroutines
 	direct   DirectWriter
 	err      error // ends the tail at the next call
 }
@@ -146,6 +148,17 @@ func (t *Tail) subscribe() {
 	if t.direct != nil {
 		t.sub.SetDirect(t.direct)
 	}
+	t.current.Store(t.sub)
+}
+
+// Ping writes e (ephemeral: a heartbeat) to the DirectWriter if Next is
+// parked with nothing queued; see Subscription.Ping. Unlike the rest of
+// Tail, it may be called from any goroutine.
+func (t *Tail) Ping(e *Event) bool {
+	if s := t.current.Load(); s != nil {
+		return s.Ping(e)
+	}
+	return false
 }
 
 // read reads one page after t.last.

@@ -186,3 +186,44 @@ func TestPresenceErrors(t *testing.T) {
 		t.Fatalf("presence without a token: %d", resp.StatusCode)
 	}
 }
+
+// A quiet stream gets its heartbeats, and keeps its user present, from the
+// node's sweeper (its own goroutine sleeps): over several presence
+// lifetimes (3 heartbeats each) of silence, heartbeats keep coming, the
+// user stays online, and an event published meanwhile still arrives.
+func TestQuietStreamHeartbeatsAndPresence(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_HEARTBEAT"] = "100ms"
+		n := startNode(t, env)
+		tok := token(t, "u1", []string{"ws1"})
+		s := n.openStream(t, "ws1", tok, "")
+		s.first(t)
+		beats := func(k int) {
+			t.Helper()
+			for seen := 0; seen < k; {
+				f, ok := s.next(t)
+				if !ok {
+					t.Fatal("stream ended")
+				}
+				if f.Event == "heartbeat" {
+					if f.HasID || f.Data != "{}" {
+						t.Fatalf("heartbeat frame %+v", f)
+					}
+					seen++
+				}
+			}
+		}
+		beats(8)
+		if got := n.presence(t, "ws1", tok); got != "u1=online" {
+			t.Fatalf("after 8 heartbeats of silence: presence %q; want u1=online", got)
+		}
+		id := n.publish(t, "ws1", `{"type":"chat.message","data":{"chatId":"c","id":"m1","text":"hi"}}`).ID
+		if got := s.events(t, 1); got[0].ID != id {
+			t.Fatalf("got %s; want %s", got[0].ID, id)
+		}
+		beats(4)
+		if got := n.presence(t, "ws1", tok); got != "u1=online" {
+			t.Fatalf("after the event and 4 more heartbeats: presence %q; want u1=online", got)
+		}
+	})
+}

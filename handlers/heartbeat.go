@@ -1,0 +1,104 @@
+package handlers
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// heartbeatEvent stands for a heartbeat in stream.Tail.Ping; WriteNow
+// writes it as heartbeatFrame.
+var heartbeatEvent = &stream.Event{Type: "heartbeat"}
+
+const heartbeatFrame = "event: heartbeat\ndata: {}\n\n"
+
+// heartbeats keeps the streams that take direct writes alive from one
+// goroutine per node: every quarter of the heartbeat interval it writes a
+// heartbeat to each stream silent for a whole interval (straight to its
+// socket, like the hub's fan-out), and refreshes their presence. Such a
+// stream has no timer of its own, and its goroutine never wakes for one:
+// with thousands of quiet streams, that was a wake-up per stream per
+// interval.
+type heartbeats struct {
+	every time.Duration
+
+	mu      sync.Mutex
+	streams map[*sseStream]struct{}
+	stop    chan struct{} // closed when the last stream leaves; nil while none
+	list    []*sseStream  // the sweeper's snapshot, reused
+
+	refreshing atomic.Bool // a sweep's presence refreshes are still running
+}
+
+func newHeartbeats(every time.Duration) *heartbeats {
+	return &heartbeats{every: every, streams: make(map[*sseStream]struct{})}
+}
+
+// add registers st, starting the sweeper with the first stream.
+func (h *heartbeats) add(st *sseStream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams[st] = struct{}{}
+	if h.stop == nil {
+		h.stop = make(chan struct{})
+		// Exits when the last stream leaves (remove closes stop).
+		go h.run(h.stop)
+	}
+}
+
+// remove unregisters st, stopping the sweeper with the last stream.
+func (h *heartbeats) remove(st *sseStream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.streams, st)
+	if len(h.streams) == 0 && h.stop != nil {
+		close(h.stop)
+		h.stop = nil
+	}
+}
+
+func (h *heartbeats) run(stop <-chan struct{}) {
+	tick := time.NewTicker(h.every / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			h.sweep(now)
+		}
+	}
+}
+
+// sweep sends the heartbeats that are due. A stream whose goroutine is
+// busy is skipped (Ping declines): it is writing anyway.
+func (h *heartbeats) sweep(now time.Time) {
+	h.mu.Lock()
+	list := h.list[:0]
+	for st := range h.streams {
+		list = append(list, st)
+	}
+	h.mu.Unlock()
+	for _, st := range list {
+		if now.Sub(st.out.lastWriteTime()) >= h.every {
+			st.tail.Ping(heartbeatEvent)
+		}
+	}
+	// Presence refreshes may wait on the store: off the sweeper, one
+	// batch at a time (each refresh is a no-op unless it is due).
+	if !h.refreshing.Swap(true) {
+		refresh := append([]*sseStream(nil), list...)
+		go func() {
+			defer h.refreshing.Store(false)
+			for _, st := range refresh {
+				st.refreshPresence()
+			}
+		}()
+	}
+	clear(list)
+	h.mu.Lock()
+	h.list = list[:0]
+	h.mu.Unlock()
+}
