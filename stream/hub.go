@@ -42,7 +42,7 @@ var wakeMarker = &Event{Type: "wake"}
 // queue hand-off, a goroutine wake-up and a write. A Tail arms it only in
 // that state, so events still reach the connection exactly once and in
 // order; anything else (a backlog, a resync, a full socket) goes through
-// the queue as before.
+// the queue.
 type DirectWriter interface {
 	// WriteNow writes e's frame without blocking. taken reports that the
 	// frame was written, whole or in part; partial, that a remainder was
@@ -81,9 +81,12 @@ func (f Filter) Match(e *Event) bool {
 // log implementation owns one and feeds it, per workspace, in log order:
 // Memory from Append, redisstream from its single notification reader.
 //
-// Fan-out never blocks the feeder: every subscription has a bounded queue,
-// and one that is full is closed with ErrSlowSubscriber so that its reader
-// resumes from the log without slowing anyone else.
+// Fan-out never blocks the feeder: a delivery is either a non-blocking
+// write straight to an armed subscriber's connection (DirectWriter) or an
+// entry in its bounded queue, and a subscriber whose queue is full is
+// closed with ErrSlowSubscriber so that its reader resumes from the log
+// without slowing anyone else. A large workspace fans out on a worker of
+// its own (see publish).
 type Hub struct {
 	maxTopics int
 
@@ -95,7 +98,7 @@ type Hub struct {
 }
 
 type topic struct {
-	mu   sync.Mutex // guards subs, last and every send on and close of a subscription channel
+	mu   sync.Mutex // guards subs, last, hint, gen, scratch, and every delivery to and close of a subscription
 	subs map[*Subscription]struct{}
 	last ID // last event fanned out, zero before the first
 	// hint is a store head a reader read (NoteHead) while last was zero,
