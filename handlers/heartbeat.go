@@ -27,7 +27,6 @@ type heartbeats struct {
 	mu      sync.Mutex
 	streams map[*sseStream]struct{}
 	stop    chan struct{} // closed when the last stream leaves; nil while none
-	list    []*sseStream  // the sweeper's snapshot, reused
 
 	refreshing atomic.Bool // a sweep's presence refreshes are still running
 }
@@ -62,21 +61,22 @@ func (h *heartbeats) remove(st *sseStream) {
 func (h *heartbeats) run(stop <-chan struct{}) {
 	tick := time.NewTicker(h.every / 4)
 	defer tick.Stop()
+	var list []*sseStream // the snapshot, reused
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-tick.C:
-			h.sweep(now)
+			list = h.sweep(now, list[:0])
 		}
 	}
 }
 
-// sweep sends the heartbeats that are due. A stream whose goroutine is
-// busy is skipped (Ping declines): it is writing anyway.
-func (h *heartbeats) sweep(now time.Time) {
+// sweep sends the heartbeats that are due, listing the streams in list,
+// which it returns emptied. A stream whose goroutine is busy is skipped
+// (Ping declines): it is writing anyway.
+func (h *heartbeats) sweep(now time.Time, list []*sseStream) []*sseStream {
 	h.mu.Lock()
-	list := h.list[:0]
 	for st := range h.streams {
 		list = append(list, st)
 	}
@@ -97,8 +97,6 @@ func (h *heartbeats) sweep(now time.Time) {
 			}
 		}()
 	}
-	clear(list)
-	h.mu.Lock()
-	h.list = list[:0]
-	h.mu.Unlock()
+	clear(list) // hold no stream that ends
+	return list[:0]
 }

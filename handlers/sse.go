@@ -380,13 +380,13 @@ var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // sseWriter writes frames, each bounded by a deadline so that a client that
 // stopped reading cannot pin the handler.
 type sseWriter struct {
-	conn      net.Conn        // a hijacked connection; w and rc are then unused
-	raw       syscall.RawConn // conn's socket, for WriteNow; nil: no direct writes
-	pending   []byte          // what WriteNow could not write; write sends it first
-	directPos stream.ID       // the last event WriteNow wrote, zero once the stream took it
-	writeRaw  func(fd uintptr) bool
-	wbuf      []byte // writeRaw's argument
-	wn        int    // and result
+	conn      net.Conn              // a hijacked connection; w and rc are then unused
+	raw       syscall.RawConn       // conn's socket, for WriteNow; nil: no direct writes
+	pending   []byte                // what WriteNow could not write; write sends it first
+	directPos stream.ID             // the last event WriteNow wrote, zero once the stream took it
+	rawWriteF func(fd uintptr) bool // rawWrite as a func value, made once
+	wbuf      []byte                // rawWrite's argument
+	wn        int                   // and result
 	w         http.ResponseWriter
 	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
 	timeout   time.Duration
@@ -403,7 +403,7 @@ func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
-			w.writeRaw = w.rawWrite
+			w.rawWriteF = w.rawWrite
 		}
 	}
 	return w
@@ -426,7 +426,7 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 		buf = appendFrame((*bp)[:0], e)
 	}
 	s.wbuf = buf
-	s.raw.Write(s.writeRaw)
+	s.raw.Write(s.rawWriteF)
 	n := s.wn
 	s.wbuf, s.wn = nil, 0
 	if n > 0 {
@@ -447,8 +447,8 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 	return taken, partial
 }
 
-// writeRaw is WriteNow's RawConn.Write callback, one func value per
-// connection rather than a closure allocated per delivery. It returns true
+// rawWrite is WriteNow's RawConn.Write callback, one func value per
+// connection (rawWriteF) rather than a closure allocated per delivery. It returns true
 // whatever happened: RawConn.Write must not wait for the socket to drain,
 // the fan-out cannot block. The socket is non-blocking, so the write cannot
 // block either, which is why it is a raw system call: the runtime's
