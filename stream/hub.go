@@ -232,12 +232,12 @@ func (s *Subscription) Disarm() ID {
 func (s *Subscription) Ping(e *Event) bool {
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
-	if s.done || s.dw == nil {
+	if s.done {
 		return false
 	}
 	o := s.direct(e)
-	if o == writtenIn {
-		s.send(Delivery{Event: wakeMarker})
+	if o != queueIt {
+		s.settle(e, o) // wakes the reader after a partial write
 	}
 	return o != queueIt
 }
@@ -249,10 +249,14 @@ const (
 	writtenIn        // written in part: wake the reader to finish it
 )
 
-// direct tries to hand e to the DirectWriter. It touches only s's own
-// state (not t.subs), so that a large topic's fan-out can run it on
-// several goroutines at once; the caller acts on the outcome under t.mu.
+// direct tries to hand e to the DirectWriter, if s has one. It touches
+// only s's own state (not t.subs), so that a large topic's fan-out can run
+// it on several goroutines at once; the caller acts on the outcome under
+// t.mu, which it holds (so s.dw is stable).
 func (s *Subscription) direct(e *Event) int {
+	if s.dw == nil {
+		return queueIt
+	}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if !s.armed || (!e.ID.IsZero() && (e.ID.Epoch != s.dlast.Epoch || e.ID.Seq <= s.dlast.Seq)) {
@@ -276,11 +280,7 @@ func (s *Subscription) direct(e *Event) int {
 
 // deliver hands e to s directly or through its queue; t.mu must be held.
 func (s *Subscription) deliver(e *Event) {
-	outcome := queueIt
-	if s.dw != nil {
-		outcome = s.direct(e)
-	}
-	s.settle(e, outcome)
+	s.settle(e, s.direct(e))
 }
 
 // settle queues what direct did not write; t.mu must be held.
@@ -521,9 +521,10 @@ func (t *topic) publishLocked(e *Event, ephemeral bool) {
 	t.fanOut(e)
 }
 
-// parallelFanOut is the number of matching subscribers from which a
-// topic's direct writes are spread over GOMAXPROCS goroutines. Below it,
-// starting and waking the helpers costs more than it saves.
+// parallelFanOut is the number of subscribers from which a topic fans out
+// on a worker of its own (publish) and spreads its direct writes over
+// GOMAXPROCS goroutines (fanOut). Below it, starting and waking them costs
+// more than it saves.
 const parallelFanOut = 1024
 
 // fanOut delivers e to every subscriber whose filter matches; t.mu must be
@@ -566,11 +567,7 @@ func (t *topic) fanOut(e *Event) {
 // directAll runs direct for each of subs, recording the outcomes.
 func directAll(e *Event, subs []*Subscription, outcomes []int8) {
 	for i, s := range subs {
-		o := queueIt
-		if s.dw != nil {
-			o = s.direct(e)
-		}
-		outcomes[i] = int8(o)
+		outcomes[i] = int8(s.direct(e))
 	}
 }
 
