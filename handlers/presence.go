@@ -72,8 +72,9 @@ func (p *presence) changed(ctx context.Context, ws string, cur stream.Presence) 
 type localConn struct {
 	conn    string // this node's connection id in the store
 	streams int
-	// lastRefresh is read on every write of every stream of this user in
-	// this workspace: an atomic (Unix nanoseconds), not p.mu.
+	// lastRefresh is read after every write a stream's goroutine makes,
+	// and on every heartbeat sweep, for each stream of this user in this
+	// workspace: an atomic (Unix nanoseconds), not p.mu.
 	lastRefresh atomic.Int64
 }
 
