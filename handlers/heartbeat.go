@@ -12,7 +12,7 @@ import (
 // writes it as heartbeatFrame.
 var heartbeatEvent = &stream.Event{Type: "heartbeat"}
 
-const heartbeatFrame = "event: heartbeat\ndata: {}\n\n"
+var heartbeatFrame = []byte("event: heartbeat\ndata: {}\n\n")
 
 // heartbeats keeps the streams that take direct writes alive from one
 // goroutine per node: every quarter of the heartbeat interval it writes a

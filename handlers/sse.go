@@ -105,7 +105,9 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 						}
 					}
 				}()
-				// Exits when the stream ends; it closes conn.
+				// Exits when the stream ends; it closes conn, after run has
+				// closed the Tail: from then on the hub cannot be writing
+				// to conn's descriptor (see WriteNow).
 				go func() {
 					defer cfg.Hijacked.Done()
 					defer conn.Close()
@@ -326,11 +328,13 @@ func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
 		*pos = b.Position
 	}
 	for _, e := range b.Events {
-		buf = appendFrame(buf, e)
+		buf = append(buf, e.Frame()...)
 		*pos = e.ID
 	}
 	for _, e := range b.Ephemeral {
-		buf = appendFrame(buf, e)
+		// No id line: an ephemeral event (presence, typing) never moves
+		// the resume point and is never replayed.
+		buf = append(buf, e.Frame()...)
 	}
 	if b.Position != *pos && !b.Position.IsZero() {
 		// Events this client may not see were skipped: move its resume
@@ -341,21 +345,6 @@ func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
 		*pos = b.Position
 	}
 	return buf
-}
-
-// appendFrame appends e's frame. An ephemeral event (presence, typing) has
-// no id: it never moves the resume point and is never replayed.
-func appendFrame(buf []byte, e *stream.Event) []byte {
-	if !e.ID.IsZero() {
-		buf = append(buf, "id: "...)
-		buf, _ = e.ID.AppendText(buf)
-		buf = append(buf, '\n')
-	}
-	buf = append(buf, "event: "...)
-	buf = append(buf, e.Type...)
-	buf = append(buf, "\ndata: "...)
-	buf = append(buf, e.JSON()...)
-	return append(buf, "\n\n"...)
 }
 
 func appendRetry(buf []byte, d time.Duration) []byte {
@@ -380,13 +369,10 @@ var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // sseWriter writes frames, each bounded by a deadline so that a client that
 // stopped reading cannot pin the handler.
 type sseWriter struct {
-	conn      net.Conn              // a hijacked connection; w and rc are then unused
-	raw       syscall.RawConn       // conn's socket, for WriteNow; nil: no direct writes
-	pending   []byte                // what WriteNow could not write; write sends it first
-	directPos stream.ID             // the last event WriteNow wrote, zero once the stream took it
-	rawWriteF func(fd uintptr) bool // rawWrite as a func value, made once
-	wbuf      []byte                // rawWrite's argument
-	wn        int                   // and result
+	conn      net.Conn  // a hijacked connection; w and rc are then unused
+	fd        int       // conn's socket, for WriteNow; -1: no direct writes
+	pending   []byte    // what WriteNow could not write; write sends it first
+	directPos stream.ID // the last event WriteNow wrote, zero once the stream took it
 	w         http.ResponseWriter
 	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
 	timeout   time.Duration
@@ -399,11 +385,10 @@ type sseWriter struct {
 // batch, no buffering, no chunking. On a TCP (or any syscall.Conn) socket
 // it also takes direct writes from the hub (WriteNow).
 func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
-	w := &sseWriter{conn: c, timeout: timeout}
+	w := &sseWriter{conn: c, fd: -1, timeout: timeout}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			w.raw = raw
-			w.rawWriteF = w.rawWrite
+			raw.Control(func(fd uintptr) { w.fd = int(fd) })
 		}
 	}
 	return w
@@ -414,56 +399,50 @@ func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
 // goroutine is parked (the Tail guarantees it does not write meanwhile).
 // What the socket does not take at once is kept in pending for the
 // goroutine, which the hub wakes.
+//
+// It writes to the socket's descriptor with a raw system call, not through
+// RawConn.Write. The socket is non-blocking and the fan-out never waits for
+// it, so RawConn's locking, poller reset and the runtime's bookkeeping
+// around a blocking call (handing the P off, waking sysmon on an idle
+// process) are pure cost: together they were about a third of a
+// delivery's CPU outside the kernel. What RawConn's lock would guarantee,
+// that the descriptor is not closed and reused during the write, holds by
+// construction: the hub calls WriteNow only for an open subscription,
+// under its lock, and the connection is closed only after its Tail (see
+// the stream's goroutine in handleStream).
 func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 	if len(s.pending) > 0 {
 		return false, false
 	}
-	bp := frameBufs.Get().(*[]byte)
-	var buf []byte
+	var frame []byte
 	if e == heartbeatEvent {
-		buf = append((*bp)[:0], heartbeatFrame...)
+		frame = heartbeatFrame
 	} else {
-		buf = appendFrame((*bp)[:0], e)
+		frame = e.Frame()
 	}
-	s.wbuf = buf
-	s.raw.Write(s.rawWriteF)
-	n := s.wn
-	s.wbuf, s.wn = nil, 0
-	if n > 0 {
-		taken = true
-		s.lastWrite.Store(time.Now().UnixNano())
-		if !e.ID.IsZero() {
-			s.directPos = e.ID
-		}
-		if n < len(buf) {
-			s.pending = append(s.pending, buf[n:]...)
-			partial = true
-		}
-	}
-	if cap(buf) <= 64<<10 { // as in run: a big event's buffer is not kept
-		*bp = buf
-		frameBufs.Put(bp)
-	}
-	return taken, partial
-}
-
-// rawWrite is WriteNow's RawConn.Write callback, one func value per
-// connection (rawWriteF) rather than a closure allocated per delivery. It returns true
-// whatever happened: RawConn.Write must not wait for the socket to drain,
-// the fan-out cannot block. The socket is non-blocking, so the write cannot
-// block either, which is why it is a raw system call: the runtime's
-// bookkeeping around a blocking one (handing the P off, waking sysmon on an
-// idle process) would cost more than the write itself.
-func (s *sseWriter) rawWrite(fd uintptr) bool {
+	var n int
 	for {
-		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.wbuf))), uintptr(len(s.wbuf)))
-		if errno != syscall.EINTR {
-			if errno == 0 {
-				s.wn = int(r)
-			}
-			return true
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(s.fd), uintptr(unsafe.Pointer(unsafe.SliceData(frame))), uintptr(len(frame)))
+		if errno == syscall.EINTR {
+			continue
 		}
+		if errno == 0 {
+			n = int(r)
+		}
+		break
 	}
+	if n <= 0 {
+		return false, false
+	}
+	s.lastWrite.Store(time.Now().UnixNano())
+	if !e.ID.IsZero() {
+		s.directPos = e.ID
+	}
+	if n < len(frame) {
+		s.pending = append(s.pending, frame[n:]...)
+		return true, true
+	}
+	return true, false
 }
 
 // lastWriteTime is when s last wrote.
@@ -471,7 +450,7 @@ func (s *sseWriter) lastWriteTime() time.Time { return time.Unix(0, s.lastWrite.
 
 // direct returns s as a stream.DirectWriter when it can write directly.
 func (s *sseWriter) direct() stream.DirectWriter {
-	if s.raw == nil {
+	if s.fd < 0 {
 		return nil
 	}
 	return s
@@ -486,7 +465,7 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sse
 		}
 		inner = u.Unwrap()
 	}
-	return &sseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, http2: http2}
+	return &sseWriter{w: w, rc: http.NewResponseController(inner), fd: -1, timeout: timeout, http2: http2}
 }
 
 // write writes and flushes b, after what a direct write left (pending). A
@@ -500,7 +479,7 @@ func newSSEWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *sse
 // each write.
 func (s *sseWriter) write(b []byte) error {
 	now := time.Now()
-	if s.raw != nil {
+	if s.fd >= 0 {
 		// Direct writes must find no deadline set (an expired one fails
 		// them), so this write's deadline is cleared after it.
 		if err := s.conn.SetWriteDeadline(now.Add(s.timeout)); err != nil {

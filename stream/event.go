@@ -26,6 +26,7 @@ type Event struct {
 	// re-encoded, and lets JSON splice the id in once for all subscribers.
 	body     []byte
 	jsonOnce sync.Once
+	frame    []byte // Frame's bytes; json is the data line's part of them
 	json     []byte
 }
 
@@ -79,6 +80,22 @@ func DecodeEvent(id ID, body []byte) (*Event, error) {
 // is computed once per event, however many subscribers write it. An
 // ephemeral event (zero ID) has no id member.
 func (e *Event) JSON() []byte {
+	e.encode()
+	return e.json
+}
+
+// Frame returns the event as one Server-Sent Events frame: an id line (none
+// for an ephemeral event), an event line with its type, a data line with
+// JSON, and the blank line that ends a frame. It is computed once per
+// event, with JSON, whose bytes it shares: the fan-out writes these same
+// bytes to every subscriber, and a retained event keeps one copy.
+func (e *Event) Frame() []byte {
+	e.encode()
+	return e.frame
+}
+
+// encode renders Frame and JSON, once.
+func (e *Event) encode() {
 	e.jsonOnce.Do(func() {
 		body, err := e.Body()
 		if err != nil || len(body) < 2 {
@@ -86,21 +103,34 @@ func (e *Event) JSON() []byte {
 			// accepts; keep the frame well-formed regardless.
 			body = []byte(`{}`)
 		}
+		b := make([]byte, 0, len(body)+len(e.Type)+80)
+		if !e.ID.IsZero() {
+			b = append(b, "id: "...)
+			b = e.ID.append(b)
+			b = append(b, '\n')
+		}
+		// Types are validated (ValidType) and JSON is compact, so neither
+		// line can hold a newline that would split the frame.
+		b = append(b, "event: "...)
+		b = append(b, e.Type...)
+		b = append(b, "\ndata: "...)
+		start := len(b)
 		if e.ID.IsZero() {
-			e.json = body
-			return
+			b = append(b, body...)
+		} else {
+			b = append(b, `{"id":"`...)
+			b = e.ID.append(b)
+			b = append(b, '"')
+			if len(body) > 2 {
+				b = append(b, ',')
+			}
+			b = append(b, body[1:]...)
 		}
-		b := make([]byte, 0, len(body)+40)
-		b = append(b, `{"id":"`...)
-		b = e.ID.append(b)
-		b = append(b, '"')
-		if len(body) > 2 {
-			b = append(b, ',')
-		}
-		b = append(b, body[1:]...)
-		e.json = b
+		end := len(b)
+		b = append(b, "\n\n"...)
+		e.frame = b
+		e.json = b[start:end:end] // full capacity: an append copies
 	})
-	return e.json
 }
 
 // MarshalJSON implements json.Marshaler with the envelope of JSON.
