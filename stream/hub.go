@@ -49,6 +49,10 @@ type DirectWriter interface {
 	// kept for the reader's goroutine to finish, which the hub then wakes.
 	// Nothing written (a full socket buffer, an error) is !taken: e goes
 	// through the queue and the goroutine meets the error itself.
+	//
+	// The hub calls it under the subscription's lock, and never once
+	// Subscription.Close (or the hub's own close of it) has returned: the
+	// reader may release what WriteNow writes to from then on.
 	WriteNow(e *Event) (taken, partial bool)
 }
 

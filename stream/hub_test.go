@@ -2,6 +2,9 @@ package stream
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -175,5 +178,78 @@ func TestSubscriptionQueue(t *testing.T) {
 	}
 	if cap(s.q) != 0 {
 		t.Fatalf("a drained queue keeps %d slots", cap(s.q))
+	}
+}
+
+// releaser is a DirectWriter whose target is released once the reader's
+// Close returns, as handlers closes a stream's socket after its Tail.
+type releaser struct {
+	t        *testing.T
+	released atomic.Bool
+	writes   atomic.Int64
+}
+
+func (r *releaser) WriteNow(e *Event) (taken, partial bool) {
+	if r.released.Load() {
+		r.t.Error("WriteNow called after Subscription.Close returned")
+	}
+	r.writes.Add(1)
+	return true, false
+}
+
+// The fan-out (plain and parallel) and Ping never call a DirectWriter once
+// its subscription's Close has returned, even while events are being
+// published: that is what lets handlers write to a socket's descriptor
+// without RawConn's lock.
+func TestDirectWriterNotCalledAfterClose(t *testing.T) {
+	for _, n := range []int{10, parallelFanOut + 10} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			h := NewHub(0)
+			defer h.Close()
+			subs := make([]*Subscription, n)
+			recs := make([]*releaser, n)
+			for i := range n {
+				subs[i] = h.Subscribe("ws", Filter{}, 1<<20)
+				recs[i] = &releaser{t: t}
+				subs[i].SetDirect(recs[i])
+				subs[i].Arm(ID{Epoch: 1})
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for seq := uint64(1); ; seq++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					h.Publish(&Event{ID: ID{Epoch: 1, Seq: seq}, WorkspaceID: "ws"})
+				}
+			})
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					for _, s := range subs[:10] {
+						s.Ping(&Event{Type: "heartbeat"})
+					}
+				}
+			})
+			// Close each subscription once it has taken a few writes, in
+			// an order unrelated to the fan-out's.
+			for i := n - 1; i >= 0; i-- {
+				for recs[i].writes.Load() < 3 {
+					runtime.Gosched()
+				}
+				subs[i].Close()
+				recs[i].released.Store(true)
+			}
+			close(stop)
+			wg.Wait()
+			h.workers.Wait()
+		})
 	}
 }
