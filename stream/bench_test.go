@@ -32,8 +32,8 @@ func BenchmarkIDAppendText(b *testing.B) {
 	}
 }
 
-// The envelope is encoded once per event, whatever its audience: this is
-// that once.
+// The envelope and the SSE frame around it are rendered once per event,
+// whatever its audience: this is that once.
 func BenchmarkEventJSON(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
