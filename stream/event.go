@@ -24,10 +24,10 @@ type Event struct {
 	// body is the envelope without its id, exactly as stored in the log.
 	// Keeping it lets an event read back from Redis be served without being
 	// re-encoded, and lets JSON splice the id in once for all subscribers.
-	body     []byte
-	jsonOnce sync.Once
-	frame    []byte // Frame's bytes; json is the data line's part of them
-	json     []byte
+	body       []byte
+	encodeOnce sync.Once // guards frame and json (encode)
+	frame      []byte    // Frame's bytes; json is the data line's part of them
+	json       []byte
 }
 
 // envelope is the stored form: every field but the id, which the log
@@ -96,7 +96,7 @@ func (e *Event) Frame() []byte {
 
 // encode renders Frame and JSON, once.
 func (e *Event) encode() {
-	e.jsonOnce.Do(func() {
+	e.encodeOnce.Do(func() {
 		body, err := e.Body()
 		if err != nil || len(body) < 2 {
 			// Body only fails for Data that is not JSON, which no Log
