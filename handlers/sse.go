@@ -485,17 +485,12 @@ func (s *sseWriter) write(b []byte) error {
 		if err := s.conn.SetWriteDeadline(now.Add(s.timeout)); err != nil {
 			return err
 		}
-		if len(s.pending) > 0 {
-			if _, err := s.conn.Write(s.pending); err != nil {
-				return err
-			}
-			s.pending = nil
+		// The remainder first, then b: one writev(2), not a write each.
+		bufs := net.Buffers{s.pending, b}
+		if _, err := bufs.WriteTo(s.conn); err != nil {
+			return err
 		}
-		if len(b) > 0 {
-			if _, err := s.conn.Write(b); err != nil {
-				return err
-			}
-		}
+		s.pending = nil
 		s.lastWrite.Store(now.UnixNano())
 		return s.conn.SetWriteDeadline(time.Time{})
 	}
