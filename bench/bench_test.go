@@ -30,11 +30,13 @@ func server(t *testing.T) string {
 		t.Fatal(err)
 	}
 	streams, stop := context.WithCancel(context.Background())
-	srv := httptest.NewServer(handlers.New(slog.New(slog.DiscardHandler), handlers.Config{}, log, v, streams))
+	pres := stream.NewPresenceTracker(log, log, stream.PresenceConfig{})
+	srv := httptest.NewServer(handlers.New(slog.New(slog.DiscardHandler), handlers.Config{}, log, pres, log, v, streams))
 	t.Cleanup(func() {
 		stop()
 		srv.CloseClientConnections()
 		srv.Close()
+		pres.Close()
 		log.Close()
 	})
 	return srv.URL

@@ -51,7 +51,9 @@ func BenchmarkPublish(b *testing.B) {
 	}
 	log := stream.NewMemory(stream.MemoryConfig{})
 	defer log.Close()
-	h := New(slog.New(slog.DiscardHandler), Config{}, log, v, b.Context())
+	pres := stream.NewPresenceTracker(log, log, stream.PresenceConfig{})
+	defer pres.Close()
+	h := New(slog.New(slog.DiscardHandler), Config{}, log, pres, log, v, b.Context())
 	tok, err := appmw.IssueToken(secret, appmw.TokenSpec{Subject: "pub", Workspaces: []string{"*"}, Scopes: []string{"events:publish"}, TTL: time.Hour}, time.Now())
 	if err != nil {
 		b.Fatal(err)

@@ -2,33 +2,24 @@ package handlers
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/realtime-dev/realtime/stream"
 )
-
-// heartbeatEvent stands for a heartbeat in stream.Tail.Ping; WriteNow
-// writes it as heartbeatFrame.
-var heartbeatEvent = &stream.Event{Type: "heartbeat"}
 
 var heartbeatFrame = []byte("event: heartbeat\ndata: {}\n\n")
 
 // heartbeats keeps the streams that take direct writes alive from one
 // goroutine per node: every quarter of the heartbeat interval it writes a
 // heartbeat to each stream silent for a whole interval (straight to its
-// socket, like the hub's fan-out), and refreshes their presence. Such a
-// stream has no timer of its own, and its goroutine never wakes for one:
-// with thousands of quiet streams, that was a wake-up per stream per
-// interval.
+// socket, like the hub's fan-out, after an id-only frame when events its
+// filter hides have passed). Such a stream has no timer of its own, and
+// its goroutine never wakes for one: with thousands of quiet streams, that
+// was a wake-up per stream per interval.
 type heartbeats struct {
 	every time.Duration
 
 	mu      sync.Mutex
 	streams map[*sseStream]struct{}
 	stop    chan struct{} // closed when the last stream leaves; nil while none
-
-	refreshing atomic.Bool // a sweep's presence refreshes are still running
 }
 
 func newHeartbeats(every time.Duration) *heartbeats {
@@ -83,19 +74,8 @@ func (h *heartbeats) sweep(now time.Time, list []*sseStream) []*sseStream {
 	h.mu.Unlock()
 	for _, st := range list {
 		if now.Sub(st.out.lastWriteTime()) >= h.every {
-			st.tail.Ping(heartbeatEvent)
+			st.tail.Ping(heartbeatFrame)
 		}
-	}
-	// Presence refreshes may wait on the store: off the sweeper, one
-	// batch at a time (each refresh is a no-op unless it is due).
-	if !h.refreshing.Swap(true) {
-		refresh := append([]*sseStream(nil), list...)
-		go func() {
-			defer h.refreshing.Store(false)
-			for _, st := range refresh {
-				st.refreshPresence()
-			}
-		}()
 	}
 	clear(list) // hold no stream that ends
 	return list[:0]

@@ -1,26 +1,21 @@
 package handlers
 
 import (
-	"context"
 	"math"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/realtime-dev/realtime/stream"
 )
 
-// rateLimiter is what publishing needs to limit rates: both logs provide
-// one, so that the bucket is shared wherever the log is.
-type rateLimiter interface {
-	Allow(ctx context.Context, key string, r stream.Rate) (bool, time.Duration, error)
+// errRateLimited carries how long a client should wait, and what it did
+// too often (the problem's detail; publishing when empty).
+type errRateLimited struct {
+	wait time.Duration
+	what string
 }
 
-// errRateLimited carries how long a publisher should wait.
-type errRateLimited struct{ wait time.Duration }
-
-func (e *errRateLimited) Error() string { return "publish rate exceeded" }
+func (e *errRateLimited) Error() string { return "rate exceeded" }
 
 // retryAfterSeconds rounds a wait up to whole seconds, at least 1.
 func retryAfterSeconds(d time.Duration) string {

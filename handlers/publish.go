@@ -28,7 +28,7 @@ type appender interface {
 
 // handlePublish appends one event. Every check happens before Append, so
 // bad input never reaches the log.
-func handlePublish(logger *slog.Logger, cfg Config, log appender, limits rateLimiter, schemas *realtime.Schemas) http.Handler {
+func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.RateLimiter, schemas *realtime.Schemas) http.Handler {
 	type request struct {
 		Type          string          `json:"type"`
 		Data          json.RawMessage `json:"data"`

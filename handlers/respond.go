@@ -77,7 +77,11 @@ func writeError(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err
 	switch {
 	case errors.As(err, &rate):
 		w.Header().Set("Retry-After", retryAfterSeconds(rate.wait))
-		api = errorf(http.StatusTooManyRequests, "rate_limited", "this workspace publishes faster than allowed; retry after %s", rate.wait.Round(time.Millisecond))
+		what := rate.what
+		if what == "" {
+			what = "this workspace publishes faster than allowed"
+		}
+		api = errorf(http.StatusTooManyRequests, "rate_limited", "%s; retry after %s", what, rate.wait.Round(time.Millisecond))
 	case errors.Is(err, stream.ErrTooManyWorkspaces):
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 		api = errorf(http.StatusServiceUnavailable, "node_busy", "this node follows as many workspaces as it may; retry shortly (possibly on another node)")

@@ -15,10 +15,9 @@ import (
 // addRoutes is the entire API surface, one line per openapi.yaml
 // operation. Streaming and long-poll routes must never get timeout,
 // buffering or compressing middleware.
-func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context, schemas *realtime.Schemas) {
+func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, pres *stream.PresenceTracker, limits stream.RateLimiter, auth *appmw.Verifier, streams context.Context, schemas *realtime.Schemas) {
 	onError := errorWriter(logger)
 	conns := newConnLimit(cfg.MaxStreamsPerUser)
-	pres := &presence{logger: logger, store: log.(presenceStore), out: log, cfg: cfg, local: map[string]*localConn{}}
 	r.Method(http.MethodGet, "/healthz", handleHealth())
 	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
@@ -28,11 +27,11 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, au
 	r.Method(http.MethodGet, "/client/realtime.js", handleAsset("realtime.js", "text/javascript; charset=utf-8"))
 	r.Group(func(r chi.Router) {
 		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
-		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, log.(rateLimiter), schemas))
+		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, limits, schemas))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
-		r.Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres))
+		r.Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/presence", handleGetPresence(logger, pres))
-		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres))
+		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres, limits))
 	})
 }

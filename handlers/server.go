@@ -38,14 +38,9 @@ type Config struct {
 	// MaxStreamsPerUser caps the streams and long polls one user holds open
 	// on this node at once (0: no cap).
 	MaxStreamsPerUser int
-	// PresenceTTL is how long an explicit presence status lasts unless it
-	// is set again (60s).
-	PresenceTTL time.Duration
-	// PresenceGrace is how long after a user's last stream closes they stay
-	// online, so that a reconnect does not flap (5s).
-	PresenceGrace time.Duration
-	// TypingTTL is how long "typing" lasts unless it is set again (5s).
-	TypingTTL time.Duration
+	// PresenceRate limits each user's presence and typing changes per
+	// workspace, across nodes; a zero Per means no limit.
+	PresenceRate stream.Rate
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
 	IdempotencyTTL time.Duration
 	// Hijacked, when set, lets HTTP/1 streams take over their connection
@@ -75,15 +70,6 @@ func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
 		c.Queue = stream.DefaultQueue
 	}
-	if c.PresenceTTL <= 0 {
-		c.PresenceTTL = time.Minute
-	}
-	if c.PresenceGrace <= 0 {
-		c.PresenceGrace = 5 * time.Second
-	}
-	if c.TypingTTL <= 0 {
-		c.TypingTTL = 5 * time.Second
-	}
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = stream.DefaultOnceTTL
 	}
@@ -93,10 +79,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// New returns the service's HTTP handler. streams is cancelled when the
-// server starts draining: open streams then tell their clients to come back
-// soon and end, long polls answer at once, and readiness turns 503.
-func New(logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, streams context.Context) http.Handler {
+// New returns the service's HTTP handler over log, whose presence is kept
+// by presence and whose rate limits (publishing, presence changes) by
+// limits. streams is cancelled when the server starts draining: open
+// streams then tell their clients to come back soon and end, long polls
+// answer at once, and readiness turns 503.
+func New(logger *slog.Logger, cfg Config, log stream.Log, presence *stream.PresenceTracker, limits stream.RateLimiter, auth *appmw.Verifier, streams context.Context) http.Handler {
 	cfg = cfg.withDefaults()
 	r := chi.NewRouter()
 	onError := errorWriter(logger)
@@ -107,6 +95,6 @@ func New(logger *slog.Logger, cfg Config, log stream.Log, auth *appmw.Verifier, 
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(logger, w, r, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed here", r.Method))
 	})
-	addRoutes(r, logger, cfg, log, auth, streams, realtime.MustLoadSchemas())
+	addRoutes(r, logger, cfg, log, presence, limits, auth, streams, realtime.MustLoadSchemas())
 	return r
 }

@@ -32,7 +32,7 @@ var (
 // browser's EventSource gives up for good on any non-200, even a temporary
 // failure before the first byte (log unavailable, draining) is answered
 // with 200 and a retry: hint.
-func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, pres *presence, beats *heartbeats, streams context.Context) http.Handler {
+func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimit, pres *stream.PresenceTracker, beats *heartbeats, streams context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
 		p := appmw.PrincipalFromContext(r.Context())
@@ -138,10 +138,8 @@ type sseStream struct {
 	out      *sseWriter
 	header   []byte // a hijacked stream writes its own status line and headers
 	conns    *connLimit
-	pres     *presence
+	pres     *stream.PresenceTracker
 	beats    *heartbeats // set when out takes direct writes
-
-	refreshPresence func() // set before the stream joins beats
 }
 
 // run sends the opening frames and then every batch until the client
@@ -199,9 +197,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		logger.DebugContext(rctx, "stream closed", "duration", time.Since(opened).String(), "position", pos)
 	}()
 	// An open stream makes its user present in the workspace.
-	refreshPresence, leave := st.pres.streamOpened(rctx, st.ws, st.user)
-	defer leave()
-	st.refreshPresence = refreshPresence
+	defer st.pres.Join(rctx, st.ws, st.user).Leave(rctx)
 
 	// A stream that takes direct writes gets its heartbeats, and its
 	// presence refreshed, from the node's sweeper; any other has a timer.
@@ -243,30 +239,27 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		}
 		bp := frameBufs.Get().(*[]byte)
 		buf := appendBatch((*bp)[:0], b, &pos)
-		if len(buf) == 0 && len(out.pending) > 0 {
-			// A direct write left part of a frame (see WriteNow).
-			err = out.write(nil)
-			frameBufs.Put(bp)
-			if err != nil {
-				logger.DebugContext(rctx, "stream write failed", "err", err)
-				return
-			}
-			continue
-		}
-		if len(buf) == 0 && heartbeat == nil {
-			frameBufs.Put(bp) // nothing to write
-			continue
-		}
-		if len(buf) == 0 {
+		if b.Idle && heartbeat != nil {
 			// The timer fired. It is not reset on every write (that
 			// would cost a timer update per event): it is checked here.
 			if silent := time.Since(out.lastWriteTime()); silent < cfg.Heartbeat {
 				heartbeat.Reset(cfg.Heartbeat - silent)
-				frameBufs.Put(bp)
-				continue
+			} else {
+				buf = append(buf, heartbeatFrame...)
+				heartbeat.Reset(cfg.Heartbeat)
 			}
-			buf = append(buf, heartbeatFrame...)
-			heartbeat.Reset(cfg.Heartbeat)
+		}
+		if len(buf) == 0 {
+			frameBufs.Put(bp)
+			if len(out.pending) == 0 {
+				continue // nothing to write
+			}
+			// A direct write left part of a frame (see WriteNow).
+			if err := out.write(nil); err != nil {
+				logger.DebugContext(rctx, "stream write failed", "err", err)
+				return
+			}
+			continue
 		}
 		err = out.write(buf)
 		if cap(buf) <= 64<<10 { // a burst's big buffer is not kept
@@ -277,7 +270,6 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 			logger.DebugContext(rctx, "stream write failed", "err", err)
 			return
 		}
-		refreshPresence()
 	}
 }
 
@@ -410,15 +402,9 @@ func newConnWriter(c net.Conn, timeout time.Duration) *sseWriter {
 // construction: the hub calls WriteNow only for an open subscription,
 // under its lock, and the connection is closed only after its Tail (see
 // the stream's goroutine in handleStream).
-func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
+func (s *sseWriter) WriteNow(id stream.ID, frame []byte) (taken, partial bool) {
 	if len(s.pending) > 0 {
 		return false, false
-	}
-	var frame []byte
-	if e == heartbeatEvent {
-		frame = heartbeatFrame
-	} else {
-		frame = e.Frame()
 	}
 	var n int
 	for {
@@ -435,8 +421,8 @@ func (s *sseWriter) WriteNow(e *stream.Event) (taken, partial bool) {
 		return false, false
 	}
 	s.lastWrite.Store(time.Now().UnixNano())
-	if !e.ID.IsZero() {
-		s.directPos = e.ID
+	if !id.IsZero() {
+		s.directPos = id
 	}
 	if n < len(frame) {
 		s.pending = append(s.pending, frame[n:]...)

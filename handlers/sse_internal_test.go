@@ -42,11 +42,11 @@ func TestDirectWriteRemainderGoesFirst(t *testing.T) {
 	big := &stream.Event{ID: stream.ID{Epoch: 1, Seq: 1}, Type: "chat.message", WorkspaceID: "ws1",
 		Data: json.RawMessage(`{"pad":"` + strings.Repeat("x", 1<<20) + `"}`)}
 	next := &stream.Event{ID: stream.ID{Epoch: 1, Seq: 2}, Type: "chat.message", WorkspaceID: "ws1", Data: json.RawMessage(`{}`)}
-	taken, partial := w.WriteNow(big)
+	taken, partial := w.WriteNow(big.ID, big.Frame())
 	if !taken || !partial {
 		t.Fatalf("WriteNow of a 1 MiB frame on a small socket: taken %v, partial %v; want a partial write", taken, partial)
 	}
-	if taken, _ := w.WriteNow(next); taken {
+	if taken, _ := w.WriteNow(next.ID, next.Frame()); taken {
 		t.Fatal("WriteNow took a frame while a remainder was pending")
 	}
 

@@ -131,6 +131,12 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 		}
 		d, ok, done := wait(ctx, sub, timeout)
 		if done {
+			// Events this reader may not see may have passed while it
+			// waited: its cursor moves past them (see Covered), or a
+			// retention that passed its cursor would reset it.
+			if pos, ok := sub.Covered(res.NextCursor); ok {
+				res.NextCursor = pos
+			}
 			return res, nil
 		}
 		if !ok {

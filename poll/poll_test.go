@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -79,5 +80,57 @@ func TestPollSkipsHiddenEvents(t *testing.T) {
 	}
 	if len(res.Events) != 1 || res.Events[0].ID.Seq != 25 || res.NextCursor.Seq != 25 || res.HasMore {
 		t.Fatalf("Poll = %d events, next %s, hasMore %v; want the one visible event (seq 25), next at it, no more", len(res.Events), res.NextCursor, res.HasMore)
+	}
+}
+
+// A long poll whose filter hides every event that passes while it waits
+// (other types, or targeted at someone else) answers with a cursor past
+// them, so that its next poll is not reset once retention passes its old
+// cursor.
+func TestLongPollAdvancesPastHiddenEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		types []string
+		event func(i int) *stream.Event
+	}{
+		{"other types", []string{"approval.*"}, func(i int) *stream.Event {
+			return &stream.Event{Type: "chat.message", WorkspaceID: "ws1", Timestamp: time.Now(), Data: []byte(`{}`)}
+		}},
+		{"targeted at another user", nil, func(i int) *stream.Event {
+			return &stream.Event{Type: "notification.new", WorkspaceID: "ws1", TargetUserID: "u2", Timestamp: time.Now(), Data: []byte(`{}`)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				log := stream.NewMemory(stream.MemoryConfig{Retention: 5})
+				defer log.Close()
+				head, _ := log.Head(t.Context(), "ws1")
+				q := poll.Query{Cursor: head, HasCursor: true, Limit: 100, Wait: 20 * time.Second, Types: tc.types}
+				var res poll.Result
+				var err error
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					res, err = poll.Poll(t.Context(), log, "ws1", "u1", q)
+				}()
+				synctest.Wait()
+				var last stream.ID
+				for i := range 20 {
+					e, err := log.Append(t.Context(), tc.event(i))
+					if err != nil {
+						t.Fatal(err)
+					}
+					last = e.ID
+				}
+				<-done
+				if err != nil || len(res.Events) != 0 || res.Reset || res.NextCursor != last {
+					t.Fatalf("long poll: %d events, reset %v, next %s, err %v; want none, next %s", len(res.Events), res.Reset, res.NextCursor, err, last)
+				}
+				q.Cursor, q.Wait = res.NextCursor, 0
+				if res, err := poll.Poll(t.Context(), log, "ws1", "u1", q); err != nil || res.Reset {
+					t.Fatalf("next poll: reset %v, err %v; want no reset", res.Reset, err)
+				}
+			})
+		})
 	}
 }

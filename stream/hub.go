@@ -44,34 +44,41 @@ var wakeMarker = &Event{Type: "wake"}
 // order; anything else (a backlog, a resync, a full socket) goes through
 // the queue.
 type DirectWriter interface {
-	// WriteNow writes e's frame without blocking. taken reports that the
-	// frame was written, whole or in part; partial, that a remainder was
-	// kept for the reader's goroutine to finish, which the hub then wakes.
-	// Nothing written (a full socket buffer, an error) is !taken: e goes
-	// through the queue and the goroutine meets the error itself.
+	// WriteNow writes frame without blocking: the frame of the event id, or,
+	// for the zero id, an ephemeral frame (a broadcast, a heartbeat). taken
+	// reports that the frame was written, whole or in part; partial, that a
+	// remainder was kept for the reader's goroutine to finish, which the
+	// hub then wakes. Nothing written (a full socket buffer, an error) is
+	// !taken: the event goes through the queue and the goroutine meets the
+	// error itself.
 	//
 	// The hub calls it under the subscription's lock, and never once
 	// Subscription.Close (or the hub's own close of it) has returned: the
 	// reader may release what WriteNow writes to from then on.
-	WriteNow(e *Event) (taken, partial bool)
+	WriteNow(id ID, frame []byte) (taken, partial bool)
 }
 
 // Filter selects the events a reader may and wants to see.
 type Filter struct {
-	// Types are patterns from ParseTypes; empty means every type.
+	// Types are patterns from ParseTypes; empty means every type of the
+	// log, and no ephemeral events.
 	Types []string
 	// UserID is the authenticated reader: events targeted at another user
 	// never match.
 	UserID string
 }
 
-// Match reports whether e passes the filter.
+// Match reports whether e passes the filter. Ephemeral events (presence,
+// typing: the zero ID) are opt-in: they match only a pattern that names
+// them, such as "presence.*", "typing.*" or "*", never the empty filter,
+// so that a plain stream of a workspace of thousands is not sent every
+// join and leave of the others.
 func (f Filter) Match(e *Event) bool {
 	if e.TargetUserID != "" && e.TargetUserID != f.UserID {
 		return false
 	}
 	if len(f.Types) == 0 {
-		return true
+		return !e.ID.IsZero()
 	}
 	for _, p := range f.Types {
 		if p == "*" || p == e.Type || (strings.HasSuffix(p, ".*") && strings.HasPrefix(e.Type, p[:len(p)-1])) {
@@ -229,21 +236,74 @@ func (s *Subscription) Disarm() ID {
 	return s.dlast
 }
 
-// Ping writes e, an ephemeral event such as a heartbeat, to the
+// Ping writes beat, an ephemeral frame such as a heartbeat, to the
 // subscription's DirectWriter if the reader is parked with nothing queued,
-// and reports whether it did. It never queues e: a reader that is not
-// parked is busy writing anyway.
-func (s *Subscription) Ping(e *Event) bool {
+// and reports whether it did. It never queues beat: a reader that is not
+// parked is busy writing anyway. When events the reader's filter hides
+// have passed since its last delivery, the frame is preceded by an id-only
+// frame with the last of them (see Covered), so that its resume point
+// moves past them.
+func (s *Subscription) Ping(beat []byte) bool {
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
-	if s.done {
+	if s.done || s.dw == nil {
 		return false
 	}
-	o := s.direct(e)
-	if o != queueIt {
-		s.settle(e, o) // wakes the reader after a partial write
+	o := queueIt
+	if last := s.t.last; s.hiddenSince(last) {
+		o = s.direct(last, appendPosition(make([]byte, 0, len(beat)+40), last, beat))
+	}
+	if o == queueIt {
+		o = s.direct(ID{}, beat)
+	}
+	if o == writtenIn {
+		s.send(Delivery{Event: wakeMarker})
 	}
 	return o != queueIt
+}
+
+// hiddenSince reports whether the reader is armed at an event before last,
+// the topic's newest; t.mu must be held.
+func (s *Subscription) hiddenSince(last ID) bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.armed && !last.IsZero() && last.Epoch == s.dlast.Epoch && last.Seq > s.dlast.Seq
+}
+
+// appendPosition appends an id-only frame for id, then rest.
+func appendPosition(b []byte, id ID, rest []byte) []byte {
+	b = append(b, "id: "...)
+	b = id.append(b)
+	b = append(b, "\n\n"...)
+	return append(b, rest...)
+}
+
+// Covered returns the newest event the hub has fanned out on the
+// workspace, when it is after pos and everything between was shown or
+// hidden: the reader, caught up at pos and live, has nothing queued, so
+// every event up to it that its filter matches was delivered, and the rest
+// were ones it may not see. The reader can then move its resume point
+// there, so that a stream filtered by type, or a reader that events target
+// others than, is not reset for having missed nothing once retention
+// passes its last visible event.
+//
+// It holds only for a reader whose pos comes from a log read made after
+// subscribing (or from Head), with no resync pending: the hub numbers
+// what it fans out and queues a resync marker on any hole, so an empty
+// queue means no hole either.
+func (s *Subscription) Covered(pos ID) (ID, bool) {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	last := s.t.last
+	if s.done || last.IsZero() || last.Epoch != pos.Epoch || last.Seq <= pos.Seq {
+		return ID{}, false
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.queued() > 0 {
+		return ID{}, false
+	}
+	return last, true
 }
 
 // Outcomes of Subscription.direct.
@@ -253,27 +313,27 @@ const (
 	writtenIn        // written in part: wake the reader to finish it
 )
 
-// direct tries to hand e to the DirectWriter, if s has one. It touches
-// only s's own state (not t.subs), so that a large topic's fan-out can run
-// it on several goroutines at once; the caller acts on the outcome under
-// t.mu, which it holds (so s.dw is stable).
-func (s *Subscription) direct(e *Event) int {
+// direct tries to hand the frame of event id to the DirectWriter, if s has
+// one. It touches only s's own state (not t.subs), so that a large topic's
+// fan-out can run it on several goroutines at once; the caller acts on the
+// outcome under t.mu, which it holds (so s.dw is stable).
+func (s *Subscription) direct(id ID, frame []byte) int {
 	if s.dw == nil {
 		return queueIt
 	}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	if !s.armed || (!e.ID.IsZero() && (e.ID.Epoch != s.dlast.Epoch || e.ID.Seq <= s.dlast.Seq)) {
+	if !s.armed || (!id.IsZero() && (id.Epoch != s.dlast.Epoch || id.Seq <= s.dlast.Seq)) {
 		// Not armed, or not plainly the next event: the reader's
 		// goroutine sorts it out (a new epoch means reading the log).
 		return queueIt
 	}
-	taken, partial := s.dw.WriteNow(e)
+	taken, partial := s.dw.WriteNow(id, frame)
 	switch {
 	case !taken:
 		return queueIt
-	case !e.ID.IsZero():
-		s.dlast = e.ID
+	case !id.IsZero():
+		s.dlast = id
 	}
 	if partial {
 		s.armed = false
@@ -284,7 +344,7 @@ func (s *Subscription) direct(e *Event) int {
 
 // deliver hands e to s directly or through its queue; t.mu must be held.
 func (s *Subscription) deliver(e *Event) {
-	s.settle(e, s.direct(e))
+	s.settle(e, s.direct(e.ID, e.Frame()))
 }
 
 // settle queues what direct did not write; t.mu must be held.
@@ -571,7 +631,7 @@ func (t *topic) fanOut(e *Event) {
 // directAll runs direct for each of subs, recording the outcomes.
 func directAll(e *Event, subs []*Subscription, outcomes []int8) {
 	for i, s := range subs {
-		outcomes[i] = int8(s.direct(e))
+		outcomes[i] = int8(s.direct(e.ID, e.Frame()))
 	}
 }
 

@@ -15,15 +15,15 @@ type recorder struct {
 	got  []ID
 }
 
-func (r *recorder) WriteNow(e *Event) (taken, partial bool) {
+func (r *recorder) WriteNow(id ID, _ []byte) (taken, partial bool) {
 	switch r.mode {
 	case queueIt:
 		return false, false
 	case writtenIn:
-		r.got = append(r.got, e.ID)
+		r.got = append(r.got, id)
 		return true, true
 	}
-	r.got = append(r.got, e.ID)
+	r.got = append(r.got, id)
 	return true, false
 }
 
@@ -189,7 +189,7 @@ type releaser struct {
 	writes   atomic.Int64
 }
 
-func (r *releaser) WriteNow(e *Event) (taken, partial bool) {
+func (r *releaser) WriteNow(ID, []byte) (taken, partial bool) {
 	if r.released.Load() {
 		r.t.Error("WriteNow called after Subscription.Close returned")
 	}
@@ -234,7 +234,7 @@ func TestDirectWriterNotCalledAfterClose(t *testing.T) {
 					default:
 					}
 					for _, s := range subs[:10] {
-						s.Ping(&Event{Type: "heartbeat"})
+						s.Ping([]byte("event: heartbeat\ndata: {}\n\n"))
 					}
 				}
 			})

@@ -65,8 +65,9 @@ func FuzzParseID(f *testing.F) {
 
 func TestFilterMatch(t *testing.T) {
 	ev := func(typ, target string) *stream.Event {
-		return &stream.Event{Type: typ, TargetUserID: target}
+		return &stream.Event{ID: stream.ID{Epoch: 1, Seq: 1}, Type: typ, TargetUserID: target}
 	}
+	eph := func(typ string) *stream.Event { return &stream.Event{Type: typ} } // no id: broadcast
 	tests := []struct {
 		name  string
 		types string
@@ -85,6 +86,12 @@ func TestFilterMatch(t *testing.T) {
 		{"targeted at me", "", "u1", ev("notification.new", "u1"), true},
 		{"targeted at other", "", "u1", ev("notification.new", "u2"), false},
 		{"targeted, anonymous reader", "", "", ev("notification.new", "u2"), false},
+		// Presence and typing are opt-in.
+		{"ephemeral, no filter", "", "u1", eph("presence.changed"), false},
+		{"ephemeral, other types", "approval.*,chat.message", "u1", eph("typing.started"), false},
+		{"ephemeral, asked", "approval.*,presence.*", "u1", eph("presence.changed"), true},
+		{"ephemeral, exact", "typing.started", "u1", eph("typing.started"), true},
+		{"ephemeral, star", "*", "u1", eph("typing.stopped"), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

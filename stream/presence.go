@@ -13,12 +13,62 @@ type Presence struct {
 	Since  time.Time `json:"since"`
 }
 
-// Presence is shared by every node, so both logs keep it where they keep
-// events: Memory in this process, redisstream in Redis. A user's effective
-// status is their explicit status while it has not expired, else "online"
-// while they have a live stream connection, else "offline". Operations
-// that can change it report the new presence and whether it changed, so
-// that exactly one caller broadcasts each change.
+// PresenceStore is the presence and typing state a log keeps where it keeps
+// events, so that every node sees the same: Memory in this process,
+// redisstream.Log in Redis. Both pass streamtest.RunPresence.
+//
+// A user's effective status is their explicit status while it has not
+// expired, else "online" while they have a live connection, else
+// "offline". The store also remembers the status it last reported for each
+// user, so that the operations that can change the effective status report
+// whether they did: of many callers racing over one transition, on any
+// number of nodes, exactly one is told changed, and that one announces it.
+// Nothing in the store expires on its own schedule: a lapse is noticed by
+// the next operation on that user (the PresenceTracker settles at the
+// right time). All methods are safe for concurrent use and block on the
+// store (a Redis round trip).
+type PresenceStore interface {
+	// SetPresence records user's explicit status for ttl and returns the
+	// effective presence, and whether it changed.
+	SetPresence(ctx context.Context, ws, user, status string, ttl time.Duration) (Presence, bool, error)
+	// OpenConn records a live connection conn of user, valid for ttl
+	// unless refreshed, and returns the effective presence.
+	OpenConn(ctx context.Context, ws, user, conn string, ttl time.Duration) (Presence, bool, error)
+	// RefreshConn extends conn's life to ttl from now, if it is recorded.
+	RefreshConn(ctx context.Context, ws, user, conn string, ttl time.Duration) error
+	// CloseConn forgets conn. It does not settle: the caller does after a
+	// grace, so that a reconnect does not flap.
+	CloseConn(ctx context.Context, ws, user, conn string) error
+	// SettlePresence recomputes user's status and reports a change.
+	SettlePresence(ctx context.Context, ws, user string) (Presence, bool, error)
+	// ListPresence returns who is present in ws now (never offline), by
+	// user id; it records nothing.
+	ListPresence(ctx context.Context, ws string) ([]Presence, error)
+	// SetTyping records that user is (typing) or stopped typing in chat;
+	// changed reports a transition. A typing state lapses after ttl
+	// unless set again: its setter, holding token, calls ExpireTyping then.
+	SetTyping(ctx context.Context, ws, chat, user, token string, typing bool, ttl time.Duration) (changed bool, err error)
+	// ExpireTyping is called by the setter holding token when its ttl ran
+	// out: stopped reports that the state lapsed and this caller must
+	// announce the stop; remaining > 0 that it was renewed with the same
+	// token and is due again then. Otherwise a newer setter owns it.
+	ExpireTyping(ctx context.Context, ws, chat, user, token string) (stopped bool, remaining time.Duration, err error)
+}
+
+// RateLimiter is a token bucket per key, shared wherever the log is (for
+// Redis, by every node): Memory and redisstream.Log provide one, and pass
+// streamtest.RunLimiter.
+type RateLimiter interface {
+	// Allow takes one token from the bucket named key, which refills at
+	// r. When it is empty it returns false and how long until a token is
+	// due. It blocks on the store.
+	Allow(ctx context.Context, key string, r Rate) (ok bool, wait time.Duration, err error)
+}
+
+var (
+	_ PresenceStore = (*Memory)(nil)
+	_ RateLimiter   = (*Memory)(nil)
+)
 
 // presenceState is the embedded log's presence of one workspace.
 type presenceState struct {

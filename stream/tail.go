@@ -30,6 +30,10 @@ type Batch struct {
 	// Position is the id up to which the log has been handled, filtered-out
 	// events included. It is at least the id of the last event.
 	Position ID
+	// Idle reports that Next returned because idle fired. Position may
+	// then have moved past events the filter hid (see
+	// Subscription.Covered), with no events to show for it.
+	Idle bool
 }
 
 // Tail follows one workspace log from a cursor: it catches up from the log,
@@ -151,12 +155,13 @@ func (t *Tail) subscribe() {
 	t.current.Store(t.sub)
 }
 
-// Ping writes e (ephemeral: a heartbeat) to the DirectWriter if Next is
-// parked with nothing queued; see Subscription.Ping. Unlike the rest of
-// Tail, it may be called from any goroutine.
-func (t *Tail) Ping(e *Event) bool {
+// Ping writes beat (an ephemeral frame: a heartbeat) to the DirectWriter
+// if Next is parked with nothing queued, after an id-only frame when
+// hidden events passed; see Subscription.Ping. Unlike the rest of Tail, it
+// may be called from any goroutine.
+func (t *Tail) Ping(beat []byte) bool {
 	if s := t.current.Load(); s != nil {
-		return s.Ping(e)
+		return s.Ping(beat)
 	}
 	return false
 }
@@ -214,13 +219,17 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 		// Whatever was written directly while we waited is delivered.
 		t.last = t.sub.Disarm()
 	}
-	b.Position = t.last
 	if !queued {
 		if err := ctx.Err(); err != nil {
 			return Batch{}, false, err
 		}
-		return b, false, nil
+		// Idle: move past what the filter hid meanwhile.
+		if pos, ok := t.sub.Covered(t.last); ok {
+			t.last = pos
+		}
+		return Batch{Position: t.last, Idle: true}, false, nil
 	}
+	b.Position = t.last
 	woken := false // a direct write left a remainder for the reader
 	for {
 		// Coalesce whatever is queued into this batch.

@@ -52,7 +52,7 @@ func nextLine(t *testing.T, lines <-chan string) string {
 			if !ok {
 				t.Fatal("tail ended")
 			}
-			if strings.Contains(l, "presence.updated") || strings.Contains(l, "typing.") {
+			if strings.Contains(l, "presence.") || strings.Contains(l, "typing.") {
 				continue
 			}
 			return l

@@ -67,6 +67,17 @@ type Config struct {
 	PresenceGrace time.Duration
 	// TypingTTL is how long "typing" lasts unless sent again (REALTIME_TYPING_TTL; 5s).
 	TypingTTL time.Duration
+	// PresenceInterval is the coalescing window of presence changes: a
+	// node announces a workspace's changes at most once per interval, in
+	// one presence.changed event (REALTIME_PRESENCE_INTERVAL; 500ms).
+	PresenceInterval time.Duration
+	// PresenceRate is the presence and typing changes per second allowed
+	// to one user in one workspace, shared by all nodes; 0 disables the
+	// limit (REALTIME_PRESENCE_RATE; 2).
+	PresenceRate float64
+	// PresenceBurst is how many such changes a user may make at once
+	// (REALTIME_PRESENCE_BURST; 10).
+	PresenceBurst int
 	// IdempotencyTTL is how long a publish's Idempotency-Key is remembered
 	// (REALTIME_IDEMPOTENCY_TTL; 24h).
 	IdempotencyTTL time.Duration
@@ -97,7 +108,8 @@ func defaultConfig() Config {
 	return Config{
 		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
-		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, PresenceTTL: time.Minute, PresenceGrace: 5 * time.Second, TypingTTL: 5 * time.Second, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, PresenceTTL: time.Minute, PresenceGrace: 5 * time.Second, TypingTTL: 5 * time.Second,
+		PresenceInterval: 500 * time.Millisecond, PresenceRate: 2, PresenceBurst: 10, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
 	}
 }
 
@@ -115,6 +127,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
 		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Float64("publish_rate", c.PublishRate), slog.Int("publish_burst", c.PublishBurst),
+		slog.String("presence_interval", c.PresenceInterval.String()), slog.Float64("presence_rate", c.PresenceRate), slog.Int("presence_burst", c.PresenceBurst),
 		slog.Int("max_streams_per_user", c.MaxStreamsPerUser), slog.Int("max_workspaces", c.MaxWorkspaces),
 		slog.String("debug_addr", c.DebugAddr), slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
 		slog.Bool("dev", c.Dev),
@@ -160,6 +173,16 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			*dst = n
 		}
 	}
+	envFloat := func(key string, dst *float64) {
+		if v, ok := env(key); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: not a number: %q", key, v))
+				return
+			}
+			*dst = f
+		}
+	}
 	if v, ok := env("REALTIME_ADDR"); ok {
 		c.Addr = v
 	}
@@ -179,17 +202,14 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envDur("REALTIME_MAX_WAIT", &c.MaxWait)
 	envDur("REALTIME_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	envDur("REALTIME_IDEMPOTENCY_TTL", &c.IdempotencyTTL)
-	if v, ok := env("REALTIME_PUBLISH_RATE"); ok {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("REALTIME_PUBLISH_RATE: not a number: %q", v))
-		}
-		c.PublishRate = f
-	}
+	envFloat("REALTIME_PUBLISH_RATE", &c.PublishRate)
 	envInt("REALTIME_PUBLISH_BURST", &c.PublishBurst)
 	envDur("REALTIME_PRESENCE_TTL", &c.PresenceTTL)
 	envDur("REALTIME_PRESENCE_GRACE", &c.PresenceGrace)
 	envDur("REALTIME_TYPING_TTL", &c.TypingTTL)
+	envDur("REALTIME_PRESENCE_INTERVAL", &c.PresenceInterval)
+	envFloat("REALTIME_PRESENCE_RATE", &c.PresenceRate)
+	envInt("REALTIME_PRESENCE_BURST", &c.PresenceBurst)
 	envInt("REALTIME_MAX_STREAMS_PER_USER", &c.MaxStreamsPerUser)
 	envInt("REALTIME_MAX_WORKSPACES", &c.MaxWorkspaces)
 	c.DebugAddr = getenv("REALTIME_DEBUG_ADDR")
@@ -223,6 +243,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.DurationVar(&c.PresenceTTL, "presence-ttl", c.PresenceTTL, "explicit presence lifetime (REALTIME_PRESENCE_TTL)")
 	fs.DurationVar(&c.PresenceGrace, "presence-grace", c.PresenceGrace, "online after the last stream closes (REALTIME_PRESENCE_GRACE)")
 	fs.DurationVar(&c.TypingTTL, "typing-ttl", c.TypingTTL, "typing lifetime (REALTIME_TYPING_TTL)")
+	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "coalescing window of presence changes (REALTIME_PRESENCE_INTERVAL)")
+	fs.Float64Var(&c.PresenceRate, "presence-rate", c.PresenceRate, "presence and typing changes per second per user, 0: no limit (REALTIME_PRESENCE_RATE)")
+	fs.IntVar(&c.PresenceBurst, "presence-burst", c.PresenceBurst, "presence and typing burst per user (REALTIME_PRESENCE_BURST)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve pprof here, e.g. 127.0.0.1:6060 (REALTIME_DEBUG_ADDR)")
 	fs.StringVar(&c.BusStream, "bus-stream", c.BusStream, "Event Bus stream to bridge (REALTIME_BUS_STREAM)")
@@ -252,8 +275,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if c.PublishBurst <= 0 {
 		c.PublishBurst = max(1, int(2*c.PublishRate))
 	}
-	if c.PublishRate < 0 || c.MaxStreamsPerUser < 0 || c.MaxWorkspaces < 0 {
-		problems = append(problems, "publish rate, max streams per user and max workspaces must not be negative")
+	if c.PublishRate < 0 || c.MaxStreamsPerUser < 0 || c.MaxWorkspaces < 0 || c.PresenceRate < 0 {
+		problems = append(problems, "publish rate, presence rate, max streams per user and max workspaces must not be negative")
+	}
+	if c.PresenceRate > 0 && c.PresenceBurst < 1 {
+		problems = append(problems, "presence burst must be at least 1")
 	}
 	if c.Retention < 1 {
 		problems = append(problems, "retention must be at least 1")
@@ -265,7 +291,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		name string
 		v    time.Duration
 	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease},
-		{"presence ttl", c.PresenceTTL}, {"presence grace", c.PresenceGrace}, {"typing ttl", c.TypingTTL}} {
+		{"presence ttl", c.PresenceTTL}, {"presence grace", c.PresenceGrace}, {"typing ttl", c.TypingTTL}, {"presence interval", c.PresenceInterval}} {
 		if d.v <= 0 {
 			problems = append(problems, d.name+" must be positive")
 		}

@@ -381,7 +381,7 @@ func (s *sseStream) next(t *testing.T) (frame, bool) {
 }
 
 func isEphemeral(f frame) bool {
-	return f.Event == "presence.updated" || strings.HasPrefix(f.Event, "typing.")
+	return strings.HasPrefix(f.Event, "presence.") || strings.HasPrefix(f.Event, "typing.")
 }
 
 // events reads until it has count data events (skipping heartbeats and

@@ -68,6 +68,38 @@ func (s *sseStream) nextEphemeral(t *testing.T) (typ string, data map[string]any
 	}
 }
 
+// statusOf returns the status a presence.changed event gives user ("" if
+// none).
+func statusOf(t *testing.T, typ string, d map[string]any, user string) string {
+	t.Helper()
+	if typ != "presence.changed" {
+		return ""
+	}
+	for _, status := range []string{"online", "away", "busy", "offline"} {
+		users, ok := d[status].([]any)
+		if !ok {
+			t.Fatalf("presence.changed %v: %s is not an array", d, status)
+		}
+		for _, u := range users {
+			if u == user {
+				return status
+			}
+		}
+	}
+	return ""
+}
+
+// nextStatus reads presence.changed events until one mentions user.
+func (s *sseStream) nextStatus(t *testing.T, user string) string {
+	t.Helper()
+	for {
+		typ, d := s.nextEphemeral(t)
+		if st := statusOf(t, typ, d, user); st != "" {
+			return st
+		}
+	}
+}
+
 func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	env := redisEnv(srv)
@@ -76,12 +108,16 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 	a, b := startNode(t, env), startNode(t, env)
 	alice, bob := token(t, "alice", []string{"ws1"}), token(t, "bob", []string{"ws1"})
 
-	// Bob watches from node B; his stream makes him present.
-	watch := b.openStream(t, "ws1", bob, "")
+	// Bob watches from node B, asking for presence and typing; his
+	// stream makes him present.
+	watch := b.openStream(t, "ws1", bob, "types=*")
 	watch.first(t)
-	if typ, d := watch.nextEphemeral(t); typ != "presence.updated" || d["userId"] != "bob" || d["status"] != "online" {
-		t.Fatalf("bob's own arrival: %s %v", typ, d)
+	if st := watch.nextStatus(t, "bob"); st != "online" {
+		t.Fatalf("bob's own arrival: %s", st)
 	}
+	// A plain stream asks for no presence or typing, and gets none.
+	plain := b.openStream(t, "ws1", bob, "")
+	plain.first(t)
 	if got := a.presence(t, "ws1", alice); got != "bob=online" {
 		t.Fatalf("presence = %s; want bob=online", got)
 	}
@@ -90,32 +126,41 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"away"`) {
 		t.Fatalf("PUT presence: %d %s", resp.StatusCode, body)
 	}
-	if typ, d := watch.nextEphemeral(t); typ != "presence.updated" || d["userId"] != "alice" || d["status"] != "away" {
-		t.Fatalf("alice away: %s %v", typ, d)
+	if st := watch.nextStatus(t, "alice"); st != "away" {
+		t.Fatalf("alice: %s; want away", st)
 	}
 	if got := b.presence(t, "ws1", bob); got != "alice=away,bob=online" {
 		t.Fatalf("presence = %s", got)
 	}
 
-	// Typing on A reaches a long poll waiting on B, and stops by itself.
+	// Typing on A reaches a long poll waiting on B that asked for it, and
+	// not one that did not; it stops by itself.
 	head := b.poll(t, "ws1", bob, "").NextCursor
-	var polled struct {
+	type answer struct {
 		Events    []event           `json:"events"`
 		Ephemeral []json.RawMessage `json:"ephemeral"`
 	}
+	var asked, unasked answer
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		_, body := do(t, "GET", b.URL+"/v1/workspaces/ws1/events?wait=10&cursor="+head, bob, "")
-		json.Unmarshal(body, &polled)
+		_, body := do(t, "GET", b.URL+"/v1/workspaces/ws1/events?wait=10&types=typing.*&cursor="+head, bob, "")
+		json.Unmarshal(body, &asked)
 	})
-	waitFor(t, func() bool { return strings.Contains(b.stderr.String(), `"msg":"long poll"`) })
+	wg.Go(func() {
+		_, body := do(t, "GET", b.URL+"/v1/workspaces/ws1/events?wait=2&cursor="+head, bob, "")
+		json.Unmarshal(body, &unasked)
+	})
+	waitFor(t, func() bool { return strings.Count(b.stderr.String(), `"msg":"long poll"`) >= 2 })
 	resp, body = do(t, "POST", a.URL+"/v1/workspaces/ws1/chats/general/typing", alice, `{"typing":true}`)
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST typing: %d %s", resp.StatusCode, body)
 	}
 	wg.Wait()
-	if len(polled.Events) != 0 || len(polled.Ephemeral) != 1 || !strings.Contains(string(polled.Ephemeral[0]), `"type":"typing.started"`) {
-		t.Fatalf("long poll answer: %d events, ephemeral %s; want just typing.started", len(polled.Events), polled.Ephemeral)
+	if len(asked.Events) != 0 || len(asked.Ephemeral) != 1 || !strings.Contains(string(asked.Ephemeral[0]), `"type":"typing.started"`) {
+		t.Fatalf("long poll with types=typing.*: %d events, ephemeral %s; want just typing.started", len(asked.Events), asked.Ephemeral)
+	}
+	if unasked.Ephemeral == nil || len(unasked.Ephemeral) != 0 || len(unasked.Events) != 0 {
+		t.Fatalf("long poll without types: events %v, ephemeral %s; want neither", unasked.Events, unasked.Ephemeral)
 	}
 	if typ, d := watch.nextEphemeral(t); typ != "typing.started" || d["chatId"] != "general" || d["userId"] != "alice" {
 		t.Fatalf("typing started: %s %v", typ, d)
@@ -127,31 +172,64 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 	// Ephemeral events are not in the log: a client that resumes from
 	// before them gets only the durable events.
 	e := a.publish(t, "ws1", chat(1))
-	resumed := b.openStream(t, "ws1", bob, "", "Last-Event-ID", head)
+	resumed := b.openStream(t, "ws1", bob, "types=*", "Last-Event-ID", head)
 	resumed.first(t)
 	resumed.wantEphemeral = true
 	if f, ok := resumed.next(t); !ok || f.ID != e.ID {
 		t.Fatalf("resumed stream's first frame %+v; want %s, with no stale presence or typing", f, e.ID)
 	}
 	resumed.close()
+	// The plain stream saw all of it pass as nothing but the event.
+	plain.wantEphemeral = true
+	if f, ok := plain.next(t); !ok || f.ID != e.ID {
+		t.Fatalf("plain stream's first frame %+v; want %s, and no presence or typing before it", f, e.ID)
+	}
+	plain.close()
 
-	// A second stream of bob's closing changes nothing; his last one
-	// closing makes him leave after the grace.
-	other := a.openStream(t, "ws1", alice, "")
+	// Bob's last stream closing makes him leave after the grace.
+	other := a.openStream(t, "ws1", alice, "types=presence.*")
 	other.first(t)
 	watch.close()
-	for {
-		typ, d := other.nextEphemeral(t)
-		if typ == "presence.updated" && d["userId"] == "bob" {
-			if d["status"] != "offline" {
-				t.Fatalf("bob leaving: %v", d)
-			}
-			break
-		}
+	if st := other.nextStatus(t, "bob"); st != "offline" {
+		t.Fatalf("bob leaving: %s", st)
 	}
 	if got := a.presence(t, "ws1", alice); got != "alice=away" {
 		t.Fatalf("presence after bob left = %s; want alice=away", got)
 	}
+}
+
+// Presence and typing changes are limited per user, on every node: past
+// the burst, 429 with Retry-After; another user is not affected.
+func TestPresenceRateLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_PRESENCE_RATE"] = "0.5"
+		env["REALTIME_PRESENCE_BURST"] = "3"
+		n := startNode(t, env)
+		flood, calm := token(t, "flood", []string{"ws1"}), token(t, "calm", []string{"ws1"})
+		base := n.URL + "/v1/workspaces/ws1"
+		for i := range 3 {
+			status := []string{"away", "busy", "online"}[i]
+			if resp, body := do(t, "PUT", base+"/presence", flood, `{"status":"`+status+`"}`); resp.StatusCode != 200 {
+				t.Fatalf("change %d within the burst: %d %s", i+1, resp.StatusCode, body)
+			}
+		}
+		for _, req := range []struct{ method, url, body string }{
+			{"PUT", base + "/presence", `{"status":"away"}`},
+			{"POST", base + "/chats/c1/typing", `{"typing":true}`},
+		} {
+			resp, body := do(t, req.method, req.url, flood, req.body)
+			expectProblem(t, req.method+" past the burst", resp, body, http.StatusTooManyRequests, "rate_limited")
+			if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+				t.Fatalf("%s past the burst: Retry-After %q", req.method, ra)
+			}
+		}
+		if resp, body := do(t, "POST", base+"/chats/c1/typing", calm, `{"typing":true}`); resp.StatusCode != 200 {
+			t.Fatalf("another user: %d %s", resp.StatusCode, body)
+		}
+		if got := n.presence(t, "ws1", calm); !strings.Contains(got, "flood=online") {
+			t.Fatalf("presence = %s; want the last accepted status (online)", got)
+		}
+	})
 }
 
 func TestPresenceErrors(t *testing.T) {

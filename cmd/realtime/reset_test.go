@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +222,99 @@ func TestRedisKeysAreHashTagged(t *testing.T) {
 			t.Errorf("keys %v lack %s", keys, k)
 		}
 	}
+}
+
+// nextID reads frames until one carries id, failing on a sync.reset or on
+// any event in between (the readers below must see nothing of what passes).
+func nextID(t *testing.T, s *sseStream, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second) // heartbeats are 200ms apart
+	for time.Now().Before(deadline) {
+		f, ok := s.next(t)
+		if !ok {
+			t.Fatalf("stream ended before %s", id)
+		}
+		if f.Event != "" && f.Event != "heartbeat" {
+			t.Fatalf("got %+v while waiting for the position %s; want nothing visible", f, id)
+		}
+		if f.ID == id {
+			if f.Event != "" || f.Data != "" {
+				t.Fatalf("position frame %+v; want id-only", f)
+			}
+			return
+		}
+	}
+	t.Fatalf("no frame moved the position to %s within 10s", id)
+}
+
+// Readers that the log's events are hidden from, by type or because they
+// target someone else, keep their resume point moving while those events
+// pass: with retention far below what passed, a dropped stream resumes
+// without sync.reset and without a gap, and so does a long poll's cursor.
+func TestHiddenEventsNeverReset(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_RETENTION"] = "5"
+		env["REALTIME_HEARTBEAT"] = "200ms"
+		n := startNode(t, env)
+		u1, u2 := token(t, "u1", []string{"ws1"}), token(t, "u2", []string{"ws1"})
+		approval := func(i int) string {
+			return fmt.Sprintf(`{"type":"approval.created","data":{"id":"a%d","title":"approve %d"}}`, i, i)
+		}
+		hidden := func(i int) string { // to u2, who filters it out by type; u1 may not see it
+			return fmt.Sprintf(`{"type":"notification.new","targetUserId":"u2","data":{"id":"n%d","title":"for u2"}}`, i)
+		}
+		byType := n.openStream(t, "ws1", u2, "types=approval.*")
+		byType.first(t)
+		byTarget := n.openStream(t, "ws1", u1, "")
+		byTarget.first(t)
+		first := n.publish(t, "ws1", approval(0))
+		for _, s := range []*sseStream{byType, byTarget} {
+			if got := s.events(t, 1); got[0].ID != first.ID {
+				t.Fatalf("got %s; want %s", got[0].ID, first.ID)
+			}
+		}
+
+		// A long poll of u2's, filtered by type, waits while they pass.
+		polled := make(chan pollResponse, 1)
+		go func() {
+			_, body := do(t, "GET", n.URL+"/v1/workspaces/ws1/events?wait=5&types=approval.*&cursor="+first.ID, u2, "")
+			var p pollResponse
+			json.Unmarshal(body, &p)
+			polled <- p
+		}()
+		waitFor(t, func() bool { return strings.Contains(n.stderr.String(), `"msg":"long poll"`) })
+		var last string
+		for i := range 250 { // Redis trims whole nodes of 100 entries (MAXLEN ~)
+			last = n.publish(t, "ws1", hidden(i)).ID
+		}
+		nextID(t, byType, last)
+		nextID(t, byTarget, last)
+		p := <-polled
+		if p.Reset || len(p.Events) != 0 || p.NextCursor != last {
+			t.Fatalf("long poll = %+v; want no events and nextCursor %s", p, last)
+		}
+		if old := n.poll(t, "ws1", u2, "cursor="+first.ID); !old.Reset {
+			t.Fatalf("the old cursor %s is not trimmed (%+v): the test proves nothing", first.ID, old)
+		}
+
+		// Both drop; an approval follows; both resume from their last id.
+		byType.close()
+		byTarget.close()
+		next := n.publish(t, "ws1", approval(1))
+		for _, r := range []struct {
+			tok, query string
+		}{{u2, "types=approval.*"}, {u1, ""}} {
+			s := n.openStream(t, "ws1", r.tok, r.query, "Last-Event-ID", last)
+			s.first(t)
+			f, ok := s.next(t)
+			if !ok || f.Event == "sync.reset" || f.ID != next.ID {
+				t.Fatalf("resumed %q from %s: first frame %+v; want %s, no reset", r.query, last, f, next.ID)
+			}
+			s.close()
+		}
+		got := n.poll(t, "ws1", u2, "types=approval.*&cursor="+p.NextCursor)
+		if got.Reset || len(got.Events) != 1 || got.Events[0].ID != next.ID {
+			t.Fatalf("poll from the long poll's cursor = %+v; want exactly %s", got, next.ID)
+		}
+	})
 }

@@ -49,12 +49,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	log, err := openLog(ctx, cfg, logger)
+	be, err := openLog(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	log := be.log
 	defer log.Close()
 	logger.Info("starting", "config", cfg)
+	// Stops before the log closes (defers run last first): its final
+	// announcements still reach the log.
+	presence := stream.NewPresenceTracker(be.presence, log, stream.PresenceConfig{
+		Interval: cfg.PresenceInterval, ConnTTL: 3 * cfg.Heartbeat, Grace: cfg.PresenceGrace,
+		StatusTTL: cfg.PresenceTTL, TypingTTL: cfg.TypingTTL, Logger: logger,
+	})
+	defer presence.Close()
 
 	var devToken string
 	if cfg.Dev {
@@ -74,9 +82,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
-			PresenceTTL: cfg.PresenceTTL, PresenceGrace: cfg.PresenceGrace, TypingTTL: cfg.TypingTTL,
-			Hijacked: &hijacked,
-		}, log, auth, streams),
+			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst},
+			Hijacked:     &hijacked,
+		}, log, presence, be.limits, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No WriteTimeout: it would cut every stream. Each stream write
@@ -214,15 +222,24 @@ func serveDebug(addr string, logger *slog.Logger) (func(), error) {
 	return func() { srv.Close(); <-done; runtime.SetMutexProfileFraction(prevMutex) }, nil
 }
 
+// backend is the chosen log with the presence store and rate limiter that
+// live beside it.
+type backend struct {
+	log      stream.Log
+	presence stream.PresenceStore
+	limits   stream.RateLimiter
+}
+
 // openLog picks the log: Redis Streams when a URL is configured (and not in
 // dev mode), else the embedded log.
-func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (stream.Log, error) {
+func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (backend, error) {
 	if cfg.RedisURL == "" || cfg.Dev {
 		if cfg.RedisURL != "" {
 			logger.Warn("dev mode ignores REALTIME_REDIS_URL and uses the embedded log")
 		}
 		logger.Info("event log: embedded (in memory; history is lost on restart)", "retention", cfg.Retention)
-		return stream.NewMemory(stream.MemoryConfig{Retention: cfg.Retention, MaxWorkspaces: cfg.MaxWorkspaces}), nil
+		m := stream.NewMemory(stream.MemoryConfig{Retention: cfg.Retention, MaxWorkspaces: cfg.MaxWorkspaces})
+		return backend{log: m, presence: m, limits: m}, nil
 	}
 	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -230,10 +247,10 @@ func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (stream.Log, 
 		URL: cfg.RedisURL, Cluster: cfg.RedisCluster, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger, MaxWorkspaces: cfg.MaxWorkspaces,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open redis log: %w", err)
+		return backend{}, fmt.Errorf("open redis log: %w", err)
 	}
 	logger.Info("event log: redis streams", "prefix", cfg.RedisPrefix, "retention", cfg.Retention)
-	return l, nil
+	return backend{log: l, presence: l, limits: l}, nil
 }
 
 // issueDevToken mints the --dev token: user "dev", every workspace, may

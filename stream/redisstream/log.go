@@ -19,7 +19,11 @@ import (
 	"github.com/realtime-dev/realtime/stream"
 )
 
-var _ stream.Log = (*Log)(nil)
+var (
+	_ stream.Log           = (*Log)(nil)
+	_ stream.PresenceStore = (*Log)(nil)
+	_ stream.RateLimiter   = (*Log)(nil)
+)
 
 // Config configures a Log. Zero values are defaults.
 type Config struct {

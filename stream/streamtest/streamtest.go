@@ -509,13 +509,13 @@ func testTailConcurrent(t *testing.T, h Harness) {
 type socket struct {
 	frames  []stream.ID   // ids of the frames completely written, in order
 	written atomic.Int64  // len(frames), for the publisher's pacing
-	pending *stream.Event // a frame written in part
+	pending *stream.ID    // the id of a frame written in part
 	direct  int           // frames the fan-out wrote
 	chaos   bool
 	rng     *rand.Rand
 }
 
-func (s *socket) WriteNow(e *stream.Event) (taken, partial bool) {
+func (s *socket) WriteNow(id stream.ID, _ []byte) (taken, partial bool) {
 	if s.pending != nil {
 		return false, false
 	}
@@ -524,13 +524,13 @@ func (s *socket) WriteNow(e *stream.Event) (taken, partial bool) {
 		case 0:
 			return false, false
 		case 1:
-			s.pending = e
+			s.pending = &id
 			return true, true
 		}
 	}
 	s.direct++
-	if !e.ID.IsZero() {
-		s.frame(e.ID)
+	if !id.IsZero() {
+		s.frame(id)
 	}
 	return true, false
 }
@@ -548,7 +548,9 @@ func (s *socket) next(ctx context.Context, tail *stream.Tail) error {
 		return err
 	}
 	if s.pending != nil {
-		s.frame(s.pending.ID)
+		if !s.pending.IsZero() {
+			s.frame(*s.pending)
+		}
 		s.pending = nil
 	}
 	for _, e := range b.Events {
@@ -815,9 +817,15 @@ func RunLimiter(t *testing.T, a, b Limiter) {
 func testBroadcast(t *testing.T, h Harness) {
 	l := h.New(t, 100)
 	before := appendN(t, l, "ws1", 1)
-	tail := stream.NewTail(l, "ws1", stream.ID{}, true, stream.TailConfig{Filter: stream.Filter{UserID: "u1"}})
+	tail := stream.NewTail(l, "ws1", stream.ID{}, true, stream.TailConfig{Filter: stream.Filter{Types: []string{"chat.*", "typing.*", "presence.*"}, UserID: "u1"}})
 	defer tail.Close()
 	if _, err := tail.Next(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A reader that did not ask for presence and typing gets neither.
+	plain := stream.NewTail(l, "ws1", stream.ID{}, true, stream.TailConfig{Filter: stream.Filter{UserID: "u1"}})
+	defer plain.Close()
+	if _, err := plain.Next(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
 	typing := &stream.Event{Type: "typing.started", WorkspaceID: "ws1", Data: json.RawMessage(`{"chatId":"c","userId":"u2"}`)}
@@ -850,6 +858,16 @@ func testBroadcast(t *testing.T, h Harness) {
 	}
 	if got[0].ID != durable[0].ID {
 		t.Fatalf("durable delivery %s; want %s", got[0].ID, durable[0].ID)
+	}
+	for got := 0; got < 1; {
+		b, err := plain.Next(ctx, nil)
+		if err != nil {
+			t.Fatalf("plain reader: %v", err)
+		}
+		if len(b.Ephemeral) > 0 {
+			t.Fatalf("a reader without types got ephemeral %s", b.Ephemeral[0].Type)
+		}
+		got += len(b.Events)
 	}
 	// Not stored: the log holds only the durable events.
 	if all := readAll(t, l, "ws1", stream.ID{}, 10); len(all) != 2 || all[0].ID != before[0].ID {
