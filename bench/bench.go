@@ -34,8 +34,13 @@ type Config struct {
 	// URLs are the nodes' base URLs; subscribers are spread over them and
 	// the publisher uses the first.
 	URLs []string
-	// Token authorises subscribers (it must cover every workspace);
-	// PubToken publishes.
+	// TokenFor returns subscriber i's token (covering its workspace): one
+	// user per connection, as real workspaces are and as the referee
+	// harness measures peers. When nil, every subscriber uses Token, one
+	// shared user, which hides whatever the server does per user
+	// (presence, targeting): a comparison, not a figure on its own.
+	// Token also reads heads. PubToken publishes.
+	TokenFor        func(i int) string
 	Token, PubToken string
 	// Mode is steady, burst, resume or longpoll (steady).
 	Mode string
@@ -195,10 +200,19 @@ func (r *runner) logf(format string, args ...any) {
 
 func (r *runner) ws(i int) string { return r.cfg.Prefix + strconv.Itoa(i) }
 
+// token is subscriber i's token.
+func (r *runner) token(i int) string {
+	if r.cfg.TokenFor != nil {
+		return r.cfg.TokenFor(i)
+	}
+	return r.cfg.Token
+}
+
 // sub is one SSE subscriber.
 type sub struct {
 	ws      string
 	node    string
+	token   string
 	mu      sync.Mutex
 	seen    map[int64]bool
 	lat     []time.Duration
@@ -219,7 +233,7 @@ func (r *runner) connect(ctx context.Context, s *sub, lastID string) error {
 	start := time.Now()
 	cctx, cancel := context.WithCancel(ctx)
 	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, s.node+"/v1/workspaces/"+s.ws+"/events/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
+	req.Header.Set("Authorization", "Bearer "+s.token)
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
@@ -385,7 +399,7 @@ func (r *runner) connectAll(ctx context.Context, subs []*sub, lastIDs []string) 
 func (r *runner) newSubs(workspaces int) []*sub {
 	subs := make([]*sub, r.cfg.Subscribers)
 	for i := range subs {
-		subs[i] = &sub{ws: r.ws(i % workspaces), node: r.cfg.URLs[i%len(r.cfg.URLs)], seen: map[int64]bool{}}
+		subs[i] = &sub{ws: r.ws(i % workspaces), node: r.cfg.URLs[i%len(r.cfg.URLs)], token: r.token(i), seen: map[int64]bool{}}
 	}
 	return subs
 }
@@ -738,7 +752,7 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
-			c, err := DialPoller(ctx, r.cfg.URLs[i%len(r.cfg.URLs)], r.cfg.Token)
+			c, err := DialPoller(ctx, r.cfg.URLs[i%len(r.cfg.URLs)], r.token(i))
 			<-sem
 			if err != nil {
 				answers[i] = answer{err: err}

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -66,6 +67,14 @@ func TestScenarios(t *testing.T) {
 	} {
 		t.Run(cfg.Mode, func(t *testing.T) {
 			cfg.URLs, cfg.Token, cfg.PubToken = []string{url}, sub, pub
+			// One user per connection, as `realtime bench` runs by default.
+			cfg.TokenFor = func(i int) string {
+				tok, err := appmw.IssueToken(secret, appmw.TokenSpec{Subject: fmt.Sprintf("u%d", i), Workspaces: []string{"*"}, TTL: time.Hour}, time.Now())
+				if err != nil {
+					t.Error(err)
+				}
+				return tok
+			}
 			cfg.Settle = 100 * time.Millisecond
 			cfg.Prefix = cfg.Mode // a workspace set of its own
 			var out strings.Builder

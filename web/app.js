@@ -43,7 +43,7 @@ const auth = () => ({ Authorization: 'Bearer ' + token });
 
 // ---- state, folded from events ------------------------------------------
 
-const state = { approvals: new Map(), agents: new Map(), notifications: 0, chat: new Map() };
+const state = { approvals: new Map(), agents: new Map(), notifications: 0, chat: new Map(), people: new Map(), typing: new Map() };
 
 const handlers = {
   'approval.created': (e) => upsertApproval(e.data, true),
@@ -52,7 +52,61 @@ const handlers = {
   'agent.status.changed': (e) => setAgent(e.data),
   'notification.new': (e) => addNotification(e),
   'chat.message': (e) => addChat(e),
+  'presence.changed': (e) => applyPresence(e.data),
+  'typing.started': (e) => setTyping(e.data, true),
+  'typing.stopped': (e) => setTyping(e.data, false),
 };
+
+// ---- presence and typing ------------------------------------------------
+// The stream asks for them (types=*); a presence.changed event carries
+// every change of an interval, grouped by new status. GET .../presence is
+// the full state, read at start and whenever the stream comes back, since
+// changes made while it was away are not replayed.
+
+const PRESENT = ['online', 'away', 'busy'];
+
+function applyPresence(d) {
+  for (const status of PRESENT) for (const u of d[status] || []) state.people.set(u, status);
+  for (const u of d.offline || []) state.people.delete(u);
+  renderPeople();
+}
+
+async function loadPresence() {
+  const res = await fetch(api('/presence'), { headers: auth() });
+  if (!res.ok) throw new Error('presence: ' + res.status);
+  const body = await res.json();
+  state.people.clear();
+  for (const p of body.users) state.people.set(p.userId, p.status);
+  renderPeople();
+}
+
+function renderPeople() {
+  const list = $('people');
+  for (const c of [...list.children]) if (!c.classList.contains('empty')) c.remove();
+  const others = [...state.people.entries()].sort(([a], [b]) => a.localeCompare(b));
+  for (const [u, status] of others) {
+    const row = el('li', 'person');
+    row.dataset.user = u;
+    row.dataset.status = status;
+    row.append(el('span', 'dot dot-' + status), el('span', 'name', u === user ? u + ' (you)' : u), el('span', 'state', status));
+    list.append(row);
+  }
+  list.querySelector('.empty').classList.toggle('hidden', others.length > 0);
+  $('people-count').textContent = String(others.length);
+}
+
+function setTyping(d, on) {
+  if (d.chatId !== 'general' || d.userId === user) return;
+  clearTimeout(state.typing.get(d.userId));
+  if (on) {
+    // The server says when typing stops; the timer only covers a lost stop.
+    state.typing.set(d.userId, setTimeout(() => setTyping(d, false), 10000));
+  } else {
+    state.typing.delete(d.userId);
+  }
+  const who = [...state.typing.keys()].sort();
+  $('typing').textContent = who.length === 0 ? '' : who.join(', ') + (who.length === 1 ? ' is typing…' : ' are typing…');
+}
 
 function apply(e) {
   const h = handlers[e.type];
@@ -296,6 +350,7 @@ async function main() {
     workspaceId: workspace,
     token,
     cursor,
+    types: ['*'], // every event, and presence and typing too
     initialDelay: numberOption('initialDelay'),
     maxDelay: numberOption('maxDelay'),
     maxAttempts: numberOption('maxAttempts'),
@@ -312,10 +367,28 @@ async function main() {
     },
   });
   for (const type of Object.keys(handlers)) rt.on(type, apply);
-  rt.onStatus(showStatus);
+  let wasLive = false;
+  rt.onStatus((s) => {
+    showStatus(s);
+    // Presence changes are not replayed: whenever the stream (re)starts,
+    // read the full state.
+    const live = s.state === 'live' || s.state === 'polling';
+    if (live && !wasLive) loadPresence().catch(() => {});
+    wasLive = live;
+  });
   $('retry').addEventListener('click', () => rt.retry());
   window.realtime = rt; // for debugging from the console
 
+  // Typing: said at most every 3s while keys are pressed, stopped on send.
+  let typingSent = 0;
+  const sendTyping = (on) => fetch(api('/chats/general/typing'), {
+    method: 'POST', headers: { ...auth(), 'Content-Type': 'application/json' }, body: JSON.stringify({ typing: on }),
+  }).catch(() => {});
+  $('composer-text').addEventListener('input', () => {
+    if (Date.now() - typingSent < 3000) return;
+    typingSent = Date.now();
+    sendTyping(true);
+  });
   $('composer').classList.remove('hidden');
   $('composer').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -323,6 +396,10 @@ async function main() {
     const text = input.value.trim();
     if (!text) return;
     input.value = '';
+    if (typingSent) {
+      typingSent = 0;
+      sendTyping(false);
+    }
     const id = 'm-' + newCorrelationId().slice(0, 12);
     // Shown at once, confirmed by the server's event or marked failed.
     const p = rt.optimistic({

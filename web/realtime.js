@@ -15,7 +15,7 @@
 
 const DEFAULTS = {
   baseUrl: '',
-  types: null, // e.g. ['approval.*', 'chat.message']; null: every type
+  types: null, // e.g. ['approval.*', 'chat.message']; null: every type of the log. Presence and typing are opt-in: ['*'], or name them ('presence.*', 'typing.*')
   cursor: null, // resume point from an earlier session; null: start live
   initialDelay: 1000, // first reconnect delay, doubled per attempt...
   maxDelay: 30000, // ...up to this
@@ -34,7 +34,7 @@ const DEFAULTS = {
 };
 
 const EVENT_TYPES = ['approval.created', 'approval.updated', 'approval.deleted', 'agent.status.changed', 'notification.new', 'chat.message',
-  'presence.updated', 'typing.started', 'typing.stopped'];
+  'presence.changed', 'typing.started', 'typing.stopped'];
 
 /**
  * connect opens a real-time connection to one workspace and returns its

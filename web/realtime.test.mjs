@@ -261,15 +261,15 @@ test('close stops everything', async () => {
 test('ephemeral events (presence, typing) reach listeners without moving the cursor', async () => {
   const { rt, events } = setup();
   const seen = [];
-  rt.on('presence.updated', (e) => seen.push(e.data.status));
+  rt.on('presence.changed', (e) => seen.push(e.data.away.join()));
   rt.on('typing.started', (e) => seen.push('typing ' + e.data.userId));
   await until('a stream', () => FakeES.all.length === 1);
   const es = FakeES.last();
   es.ready('h-1');
-  es.emit('presence.updated', { type: 'presence.updated', workspaceId: 'ws', data: { userId: 'u', status: 'away' } });
+  es.emit('presence.changed', { type: 'presence.changed', workspaceId: 'ws', data: { online: [], away: ['u'], busy: [], offline: [] } });
   es.emit('typing.started', { type: 'typing.started', workspaceId: 'ws', data: { chatId: 'c', userId: 'u' } });
-  es.emit('presence.updated', { type: 'presence.updated', workspaceId: 'ws', data: { userId: 'u', status: 'away' } });
-  assert.deepEqual(seen, ['away', 'typing u', 'away'], 'never deduplicated: they have no id');
+  es.emit('presence.changed', { type: 'presence.changed', workspaceId: 'ws', data: { online: [], away: ['u'], busy: [], offline: [] } });
+  assert.deepEqual(seen, ['u', 'typing u', 'u'], 'never deduplicated: they have no id');
   assert.equal(rt.cursor, 'h-1');
   assert.deepEqual(events, [], "'*' is for durable events");
   rt.close();

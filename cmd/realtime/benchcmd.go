@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/realtime-dev/realtime/bench"
+	appmw "github.com/realtime-dev/realtime/middleware"
 )
 
 // benchCmd runs a load scenario against a running service.
@@ -27,7 +29,9 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		def = "http://127.0.0.1:8080"
 	}
 	fs.StringVar(&urls, "url", def, "service base URL(s), comma-separated to spread subscribers over nodes (REALTIME_URL)")
-	fs.StringVar(&cfg.Token, "token", getenv("REALTIME_TOKEN"), "subscriber token covering every workspace (REALTIME_TOKEN)")
+	var shared bool
+	fs.StringVar(&cfg.Token, "token", getenv("REALTIME_TOKEN"), "subscriber token covering every workspace, for --shared-user and head reads (REALTIME_TOKEN; minted when empty)")
+	fs.BoolVar(&shared, "shared-user", false, "every subscriber uses --token, one user for all (a comparison: it hides per-user work such as presence)")
 	fs.StringVar(&cfg.PubToken, "pub-token", getenv("REALTIME_PUB_TOKEN"), "publisher token with events:publish (REALTIME_PUB_TOKEN)")
 	fs.StringVar(&cfg.Mode, "mode", "steady", "steady, burst, resume or longpoll")
 	fs.StringVar(&cfg.Label, "label", "", "label for the result")
@@ -50,8 +54,28 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	cfg.URLs = strings.Split(urls, ",")
+	// One user per connection unless asked otherwise: subscriber i is
+	// user "u<i>", with a token signed by the service's key.
+	secret := getenv("REALTIME_JWT_SECRET")
+	if !shared {
+		if secret == "" {
+			return fmt.Errorf("REALTIME_JWT_SECRET is required to give each subscriber its own user (or pass --shared-user with --token)")
+		}
+		spec := func(sub string) appmw.TokenSpec {
+			return appmw.TokenSpec{Subject: sub, Workspaces: []string{"*"}, TTL: 2 * time.Hour,
+				Issuer: getenv("REALTIME_JWT_ISSUER"), Audience: getenv("REALTIME_JWT_AUDIENCE")}
+		}
+		now := time.Now()
+		cfg.TokenFor = func(i int) string {
+			tok, _ := appmw.IssueToken([]byte(secret), spec("u"+strconv.Itoa(i)), now)
+			return tok
+		}
+		if cfg.Token == "" {
+			cfg.Token = cfg.TokenFor(-1)
+		}
+	}
 	if cfg.Token == "" || cfg.PubToken == "" {
-		return fmt.Errorf("--token and --pub-token are required (realtime token mints them)")
+		return fmt.Errorf("--token (with --shared-user) and --pub-token are required (realtime token mints them)")
 	}
 	res, err := bench.Run(ctx, cfg, stdout)
 	if err != nil {

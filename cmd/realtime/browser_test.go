@@ -252,6 +252,59 @@ func TestBrowserEachEventTypeChangesThePage(t *testing.T) {
 	screenshot(t, tab1, "live")
 }
 
+// The dashboard shows who is here (GET .../presence at start, then the
+// coalesced presence.changed events its stream asks for) and who is typing
+// in the chat, and typing in its composer reaches another page.
+func TestBrowserShowsPresenceAndTyping(t *testing.T) {
+	env := map[string]string{"REALTIME_PRESENCE_GRACE": "300ms", "REALTIME_TYPING_TTL": "1s"}
+	n := startNode(t, env)
+	b := newBrowser(t)
+	alice, bob := token(t, "alice", []string{"ws1"}), token(t, "bob", []string{"ws1"})
+	// Carol was here before the page opened: only GET .../presence knows.
+	carol := n.openStream(t, "ws1", token(t, "carol", []string{"ws1"}), "")
+	carol.first(t)
+	waitFor(t, func() bool { return strings.Contains(n.presence(t, "ws1", alice), "carol=online") })
+
+	tab := b.tab("")
+	navigate(t, tab, dashboardURL(n.URL, alice, "ws1", fastClient))
+	waitJS(t, tab, "live", isLive, 15*time.Second)
+	person := func(u string) string { return `document.querySelector('#people [data-user="` + u + `"]')` }
+	waitJS(t, tab, "carol listed", person("carol")+` !== null && `+person("carol")+`.dataset.status === 'online'`, 10*time.Second)
+	waitJS(t, tab, "alice listed", person("alice")+` !== null`, 10*time.Second)
+
+	// Bob arrives, sets himself away, and types.
+	bobStream := n.openStream(t, "ws1", bob, "")
+	bobStream.first(t)
+	waitJS(t, tab, "bob online", person("bob")+` !== null && `+person("bob")+`.dataset.status === 'online'`, 10*time.Second)
+	if resp, body := do(t, "PUT", n.URL+"/v1/workspaces/ws1/presence", bob, `{"status":"away"}`); resp.StatusCode != 200 {
+		t.Fatalf("PUT presence: %d %s", resp.StatusCode, body)
+	}
+	waitJS(t, tab, "bob away", person("bob")+`.dataset.status === 'away'`, 10*time.Second)
+	if resp, body := do(t, "POST", n.URL+"/v1/workspaces/ws1/chats/general/typing", bob, `{"typing":true}`); resp.StatusCode != 200 {
+		t.Fatalf("POST typing: %d %s", resp.StatusCode, body)
+	}
+	typing := `document.getElementById('typing').textContent`
+	waitJS(t, tab, "bob typing", typing+` === 'bob is typing…'`, 10*time.Second)
+	screenshot(t, tab, "presence")
+	waitJS(t, tab, "bob stopped (the TTL)", typing+` === ''`, 10*time.Second)
+
+	// Alice types in the composer; a watcher of bob's that asked for
+	// typing sees it.
+	watch := n.openStream(t, "ws1", bob, "types=typing.*")
+	watch.first(t)
+	evalJS[chromedp.Void](t, tab, `(() => { const i = document.getElementById('composer-text'); i.value = 'hel'; i.dispatchEvent(new Event('input')); })()`)
+	if typ, d := watch.nextEphemeral(t); typ != "typing.started" || d["userId"] != "alice" || d["chatId"] != "general" {
+		t.Fatalf("watcher got %s %v; want alice typing in general", typ, d)
+	}
+
+	// Carol leaves: gone from the page after the grace.
+	carol.close()
+	waitJS(t, tab, "carol gone", person("carol")+` === null`, 10*time.Second)
+	if got := evalJS[string](t, tab, `document.getElementById('people-count').textContent`); got != "2" {
+		t.Errorf("people count %q; want 2 (alice, bob)", got)
+	}
+}
+
 // What `make run` serves: the dashboard signs itself in under --dev, and
 // its simulate panel publishes every event type.
 func TestBrowserDevDashboardSimulates(t *testing.T) {
