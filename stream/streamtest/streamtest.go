@@ -832,7 +832,7 @@ func testBroadcast(t *testing.T, h Harness) {
 	if err := l.Broadcast(t.Context(), typing); err != nil {
 		t.Fatal(err)
 	}
-	hidden := &stream.Event{Type: "presence.updated", WorkspaceID: "ws1", TargetUserID: "u3", Data: json.RawMessage(`{}`)}
+	hidden := &stream.Event{Type: "presence.changed", WorkspaceID: "ws1", TargetUserID: "u3", Data: json.RawMessage(`{}`)}
 	if err := l.Broadcast(t.Context(), hidden); err != nil {
 		t.Fatal(err)
 	}
