@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/realtime-dev/realtime/handlers/sock"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -122,7 +123,7 @@ func benchDeliver(b *testing.B, n int, direct bool) {
 				}
 			}
 		})
-		out := newConnWriter(s, 5*time.Second)
+		out := sock.Own(s, 5*time.Second)
 		tail := stream.NewTail(log, "ws1", stream.ID{}, true, stream.TailConfig{Queue: 1 << 16})
 		if _, err := tail.Next(ctx, nil); err != nil {
 			b.Fatal(err)
@@ -132,7 +133,7 @@ func benchDeliver(b *testing.B, n int, direct bool) {
 		}
 		// The stream: what sseStream.run does per batch.
 		wg.Go(func() {
-			defer s.Close()
+			defer out.Close()
 			defer tail.Close()
 			var pos stream.ID
 			buf := make([]byte, 0, 4096)
@@ -141,8 +142,11 @@ func benchDeliver(b *testing.B, n int, direct bool) {
 				if err != nil {
 					return
 				}
+				if !batch.Written.IsZero() {
+					pos = batch.Written
+				}
 				buf = appendBatch(buf[:0], batch, &pos)
-				if err := out.write(buf); err != nil {
+				if err := out.Write(buf); err != nil {
 					return
 				}
 			}

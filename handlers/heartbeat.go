@@ -5,8 +5,6 @@ import (
 	"time"
 )
 
-var heartbeatFrame = []byte("event: heartbeat\ndata: {}\n\n")
-
 // heartbeats keeps the streams that take direct writes alive from one
 // goroutine per node: every quarter of the heartbeat interval it writes a
 // heartbeat to each stream silent for a whole interval (straight to its
@@ -20,6 +18,7 @@ type heartbeats struct {
 	mu      sync.Mutex
 	streams map[*sseStream]struct{}
 	stop    chan struct{} // closed when the last stream leaves; nil while none
+	done    chan struct{} // closed when the sweeper of stop has returned
 }
 
 func newHeartbeats(every time.Duration) *heartbeats {
@@ -32,24 +31,32 @@ func (h *heartbeats) add(st *sseStream) {
 	defer h.mu.Unlock()
 	h.streams[st] = struct{}{}
 	if h.stop == nil {
-		h.stop = make(chan struct{})
-		// Exits when the last stream leaves (remove closes stop).
-		go h.run(h.stop)
+		h.stop, h.done = make(chan struct{}), make(chan struct{})
+		// Exits when the last stream leaves: remove closes stop, and waits
+		// for done, so the sweeper ends before the last stream does
+		// (which serve waits for).
+		go h.run(h.stop, h.done)
 	}
 }
 
-// remove unregisters st, stopping the sweeper with the last stream.
+// remove unregisters st; the last stream stops the sweeper and waits for
+// it to return.
 func (h *heartbeats) remove(st *sseStream) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	delete(h.streams, st)
+	var done chan struct{}
 	if len(h.streams) == 0 && h.stop != nil {
 		close(h.stop)
-		h.stop = nil
+		h.stop, done = nil, h.done
+	}
+	h.mu.Unlock()
+	if done != nil {
+		<-done // outside mu: a sweep in progress takes it
 	}
 }
 
-func (h *heartbeats) run(stop <-chan struct{}) {
+func (h *heartbeats) run(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	tick := time.NewTicker(h.every / 4)
 	defer tick.Stop()
 	var list []*sseStream // the snapshot, reused
@@ -73,7 +80,7 @@ func (h *heartbeats) sweep(now time.Time, list []*sseStream) []*sseStream {
 	}
 	h.mu.Unlock()
 	for _, st := range list {
-		if now.Sub(st.out.lastWriteTime()) >= h.every {
+		if now.Sub(st.out.LastWrite()) >= h.every {
 			st.tail.Ping(heartbeatFrame)
 		}
 	}

@@ -38,7 +38,9 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 			defer conns.release(p.UserID)
 			logger.DebugContext(r.Context(), "long poll", "cursor", q.Cursor, "wait", q.Wait.String())
 		}
-		res, err := poll.Poll(ctx, log, chi.URLParam(r, "workspaceID"), p.UserID, q)
+		res, release, err := poll.Poll(ctx, log, chi.URLParam(r, "workspaceID"), p.UserID, q)
+		// Unsubscribes once the answer is written, off its path.
+		defer release()
 		if err != nil {
 			if r.Context().Err() != nil {
 				return // the client went away
@@ -56,6 +58,9 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
 		w.Write(body)
+		// Sent now, before release unsubscribes (net/http would flush it
+		// only when the handler returns).
+		http.NewResponseController(w).Flush()
 	})
 }
 

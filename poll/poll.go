@@ -92,13 +92,20 @@ const ephemeralQueue = 16
 // empty answer until an event arrives, q.Wait passes, or ctx is done, in
 // which case it answers with what it has: a poll cancelled by shutdown
 // still gets a valid cursor back.
-func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) (Result, error) {
+//
+// release unsubscribes a long poll; the caller calls it once, after it has
+// sent the answer: when one event wakes thousands of long polls they all
+// leave the workspace's topic at once, and unsubscribing queues on its
+// lock behind the fan-out and each other (the mutex profile's top entry),
+// which the answer need not wait for. It is never nil.
+func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) (res Result, release func(), err error) {
+	release = func() {}
 	if !q.HasCursor {
 		head, err := log.Head(ctx, workspace)
 		if err != nil {
-			return Result{}, err
+			return Result{}, release, err
 		}
-		return Result{Events: []*stream.Event{}, NextCursor: head}, nil
+		return Result{Events: []*stream.Event{}, NextCursor: head}, release, nil
 	}
 	filter := stream.Filter{Types: q.Types, UserID: user}
 	var sub *stream.Subscription
@@ -106,14 +113,9 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 		// Subscribe before the first read, so that an event appended
 		// between the read and the wait still wakes us.
 		sub = log.Subscribe(workspace, filter, ephemeralQueue)
-		// Released off the answer's path: when one event wakes thousands
-		// of long polls they all leave the workspace's topic at once, and
-		// unsubscribing queues on its lock behind the fan-out and each
-		// other (the mutex profile's top entry). The answer need not
-		// wait for that; the goroutine ends as soon as it has the lock.
-		defer func() { s := sub; go s.Close() }()
+		release = func() { sub.Close() } // sub as it is at the end
 		if err := sub.Err(); errors.Is(err, stream.ErrTooManyWorkspaces) {
-			return Result{}, err
+			return Result{}, release, err
 		}
 	}
 	var timeout <-chan time.Time
@@ -121,7 +123,7 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 	for {
 		res, err := scan(ctx, log, workspace, cursor, filter, q.Limit)
 		if err != nil || len(res.Events) > 0 || res.HasMore || res.Reset || sub == nil {
-			return res, err
+			return res, release, err
 		}
 		cursor = res.NextCursor
 		if timeout == nil {
@@ -137,26 +139,26 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 			if pos, ok := sub.Covered(res.NextCursor); ok {
 				res.NextCursor = pos
 			}
-			return res, nil
+			return res, release, nil
 		}
 		if !ok {
 			// Closed because events overflowed the queue (a wake-up
 			// like any other), or the log closed.
 			if errors.Is(sub.Err(), stream.ErrClosed) {
-				return res, nil
+				return res, release, nil
 			}
 			sub.Close()
 			sub = log.Subscribe(workspace, filter, ephemeralQueue)
 			continue
 		}
 		switch {
-		case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
+		case d.Kind == stream.KindEphemeral:
 			// Broadcast events answer the poll at once, with whatever
 			// else is queued; the cursor stays where it is.
 			res.Ephemeral = append(res.Ephemeral, d.Event)
 			drain(sub, &res, q.Limit, false)
-			return res, nil
-		case d.Event != nil && d.Event.ID == res.NextCursor.Next():
+			return res, release, nil
+		case d.Kind == stream.KindEvent && d.Event.ID == res.NextCursor.Next():
 			// The hub handed over exactly the next event: answer with
 			// it (and whatever follows it, contiguous, in the queue)
 			// without reading the log, so one event waking thousands
@@ -164,7 +166,7 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 			res.Events = append(res.Events, d.Event)
 			res.NextCursor = d.Event.ID
 			drain(sub, &res, q.Limit, true)
-			return res, nil
+			return res, release, nil
 		}
 	}
 }
@@ -227,10 +229,10 @@ func drain(sub *stream.Subscription, res *Result, limit int, events bool) {
 		switch {
 		case !ok:
 			return
-		case !d.Resync() && d.Event != nil && d.Event.ID.IsZero():
+		case d.Kind == stream.KindEphemeral:
 			res.Ephemeral = append(res.Ephemeral, d.Event)
 		case !events:
-		case d.Event != nil && d.Event.ID == res.NextCursor.Next():
+		case d.Kind == stream.KindEvent && d.Event.ID == res.NextCursor.Next():
 			res.Events = append(res.Events, d.Event)
 			res.NextCursor = d.Event.ID
 		default:

@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
 
 	"github.com/realtime-dev/realtime/poll"
 	"github.com/realtime-dev/realtime/stream"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestParseQuery(t *testing.T) {
 	tests := []struct {
@@ -74,7 +77,8 @@ func TestPollSkipsHiddenEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := poll.Poll(t.Context(), log, "ws1", "u1", poll.Query{HasCursor: true, Limit: 5})
+	res, release, err := poll.Poll(t.Context(), log, "ws1", "u1", poll.Query{HasCursor: true, Limit: 5})
+	release()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +115,9 @@ func TestLongPollAdvancesPastHiddenEvents(t *testing.T) {
 				done := make(chan struct{})
 				go func() {
 					defer close(done)
-					res, err = poll.Poll(t.Context(), log, "ws1", "u1", q)
+					var release func()
+					res, release, err = poll.Poll(t.Context(), log, "ws1", "u1", q)
+					release()
 				}()
 				synctest.Wait()
 				var last stream.ID
@@ -127,7 +133,9 @@ func TestLongPollAdvancesPastHiddenEvents(t *testing.T) {
 					t.Fatalf("long poll: %d events, reset %v, next %s, err %v; want none, next %s", len(res.Events), res.Reset, res.NextCursor, err, last)
 				}
 				q.Cursor, q.Wait = res.NextCursor, 0
-				if res, err := poll.Poll(t.Context(), log, "ws1", "u1", q); err != nil || res.Reset {
+				res, release, err := poll.Poll(t.Context(), log, "ws1", "u1", q)
+				release()
+				if err != nil || res.Reset {
 					t.Fatalf("next poll: reset %v, err %v; want no reset", res.Reset, err)
 				}
 			})

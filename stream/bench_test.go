@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/realtime-dev/realtime/stream"
+	"github.com/realtime-dev/realtime/stream/streamtest"
 )
 
 func BenchmarkParseID(b *testing.B) {
@@ -53,7 +54,7 @@ func BenchmarkEventJSON(b *testing.B) {
 func BenchmarkHubFanOut(b *testing.B) {
 	for _, n := range []int{1, 100, 5000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			hub := stream.NewHub(0)
+			hub := stream.NewHub(stream.HubConfig{})
 			var wg sync.WaitGroup
 			var got atomic.Int64
 			subs := make([]*stream.Subscription, n)
@@ -118,4 +119,11 @@ func BenchmarkMemoryRead100(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCrossWorkspace: see streamtest.BenchCrossWorkspace.
+func BenchmarkCrossWorkspace(b *testing.B) {
+	l := stream.NewMemory(stream.MemoryConfig{})
+	defer l.Close()
+	streamtest.BenchCrossWorkspace(b, l)
 }

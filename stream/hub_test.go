@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,20 +12,27 @@ import (
 // recorder is a DirectWriter that takes, refuses, or takes in part,
 // according to mode.
 type recorder struct {
-	mode int // written, queueIt or writtenIn
+	mode outcome // written, queued or writtenInPart
 	got  []ID
 }
 
-func (r *recorder) WriteNow(id ID, _ []byte) (taken, partial bool) {
+func (r *recorder) WriteNow(frame []byte) (taken, partial bool) {
 	switch r.mode {
-	case queueIt:
+	case queued:
 		return false, false
-	case writtenIn:
-		r.got = append(r.got, id)
+	case writtenInPart:
+		r.got = append(r.got, frameID(frame))
 		return true, true
 	}
-	r.got = append(r.got, id)
+	r.got = append(r.got, frameID(frame))
 	return true, false
+}
+
+// frameID is the id of an event's frame (the zero ID for one without).
+func frameID(frame []byte) ID {
+	line, _, _ := strings.Cut(string(frame), "\n")
+	id, _ := ParseID(strings.TrimPrefix(line, "id: "))
+	return id
 }
 
 // A topic large enough to fan out on a worker and on several goroutines
@@ -33,7 +41,7 @@ func (r *recorder) WriteNow(id ID, _ []byte) (taken, partial bool) {
 // queued when its writer refuses, and a wake-up when a frame went out in
 // part (after which it is disarmed, so later events queue behind it).
 func TestHubParallelFanOut(t *testing.T) {
-	h := NewHub(0)
+	h := NewHub(HubConfig{})
 	defer h.Close()
 	n := parallelFanOut + 100
 	subs := make([]*Subscription, n)
@@ -41,9 +49,9 @@ func TestHubParallelFanOut(t *testing.T) {
 	start := ID{Epoch: 7, Seq: 10}
 	for i := range n {
 		subs[i] = h.Subscribe("ws", Filter{}, 8)
-		recs[i] = &recorder{mode: i % 3}
-		subs[i].SetDirect(recs[i])
-		subs[i].Arm(start)
+		recs[i] = &recorder{mode: outcome(i % 3)}
+		subs[i].setDirect(recs[i])
+		subs[i].arm(start)
 	}
 	// A subscriber that never armed gets everything through its queue.
 	plain := h.Subscribe("ws", Filter{}, 8)
@@ -53,7 +61,7 @@ func TestHubParallelFanOut(t *testing.T) {
 	}
 	// A topic this large fans out on a worker: wait for it.
 	h.workers.Wait()
-	queued := func(s *Subscription) string {
+	queuedIDs := func(s *Subscription) string {
 		var out []string
 		for {
 			d, ok, _ := s.Pop()
@@ -61,7 +69,7 @@ func TestHubParallelFanOut(t *testing.T) {
 				break
 			}
 			switch {
-			case d.Event == wakeMarker:
+			case d.Kind == kindFinish:
 				out = append(out, "wake")
 			default:
 				out = append(out, d.Event.ID.String())
@@ -74,22 +82,22 @@ func TestHubParallelFanOut(t *testing.T) {
 		switch recs[i].mode {
 		case written:
 			wantGot, wantQueued = "[7-11 7-12 7-13]", "[]"
-		case queueIt:
+		case queued:
 			wantGot, wantQueued = "[]", "[7-11 7-12 7-13]"
-		case writtenIn:
+		case writtenInPart:
 			wantGot, wantQueued = "[7-11]", "[wake 7-12 7-13]"
 		}
 		if got := fmt.Sprint(recs[i].got); got != wantGot {
 			t.Fatalf("subscriber %d (mode %d): written directly %s; want %s", i, recs[i].mode, got, wantGot)
 		}
-		if got := queued(s); got != wantQueued {
+		if got := queuedIDs(s); got != wantQueued {
 			t.Fatalf("subscriber %d (mode %d): queued %s; want %s", i, recs[i].mode, got, wantQueued)
 		}
-		if last := s.Disarm(); recs[i].mode != queueIt && last.Seq < 11 {
-			t.Fatalf("subscriber %d: Disarm returned %s after direct writes", i, last)
+		if last := s.disarm(); recs[i].mode != queued && last.Seq < 11 {
+			t.Fatalf("subscriber %d: disarm returned %s after direct writes", i, last)
 		}
 	}
-	if got := queued(plain); got != "[7-11 7-12 7-13]" {
+	if got := queuedIDs(plain); got != "[7-11 7-12 7-13]" {
 		t.Fatalf("plain subscriber: queued %s", got)
 	}
 }
@@ -98,7 +106,7 @@ func TestHubParallelFanOut(t *testing.T) {
 // reader noted since the last resync; never from one read across a resync,
 // after which the feed may have missed events.
 func TestHubHead(t *testing.T) {
-	h := NewHub(0)
+	h := NewHub(HubConfig{})
 	defer h.Close()
 	head := func() string {
 		s := h.Subscribe("ws", Filter{}, 8)
@@ -114,23 +122,23 @@ func TestHubHead(t *testing.T) {
 	if got := head(); got != "unknown" {
 		t.Fatalf("fresh topic: Head %s; want unknown", got)
 	}
-	a.NoteHead(ID{Epoch: 7, Seq: 5})
+	a.noteHead(ID{Epoch: 7, Seq: 5})
 	if got := head(); got != "7-5" {
-		t.Fatalf("after NoteHead: Head %s; want 7-5", got)
+		t.Fatalf("after noteHead: Head %s; want 7-5", got)
 	}
 	h.Resync()
 	if got := head(); got != "unknown" {
 		t.Fatalf("after a resync: Head %s; want unknown", got)
 	}
-	a.NoteHead(ID{Epoch: 7, Seq: 6}) // read before the resync: ignored
+	a.noteHead(ID{Epoch: 7, Seq: 6}) // read before the resync: ignored
 	if got := head(); got != "unknown" {
 		t.Fatalf("a head read across a resync was noted: Head %s", got)
 	}
 	c := h.Subscribe("ws", Filter{}, 8)
 	defer c.Close()
-	c.NoteHead(ID{Epoch: 7, Seq: 6})
+	c.noteHead(ID{Epoch: 7, Seq: 6})
 	if got := head(); got != "7-6" {
-		t.Fatalf("after NoteHead since the resync: Head %s; want 7-6", got)
+		t.Fatalf("after noteHead since the resync: Head %s; want 7-6", got)
 	}
 	h.Publish(&Event{ID: ID{Epoch: 7, Seq: 7}, WorkspaceID: "ws"})
 	if got := head(); got != "7-7" {
@@ -142,7 +150,7 @@ func TestHubHead(t *testing.T) {
 // reader after the hub drops the subscription, grows only as needed and
 // gives back what a burst grew once drained.
 func TestSubscriptionQueue(t *testing.T) {
-	h := NewHub(0)
+	h := NewHub(HubConfig{})
 	defer h.Close()
 	s := h.Subscribe("ws", Filter{}, 100)
 	defer s.Close()
@@ -189,7 +197,7 @@ type releaser struct {
 	writes   atomic.Int64
 }
 
-func (r *releaser) WriteNow(ID, []byte) (taken, partial bool) {
+func (r *releaser) WriteNow([]byte) (taken, partial bool) {
 	if r.released.Load() {
 		r.t.Error("WriteNow called after Subscription.Close returned")
 	}
@@ -204,15 +212,15 @@ func (r *releaser) WriteNow(ID, []byte) (taken, partial bool) {
 func TestDirectWriterNotCalledAfterClose(t *testing.T) {
 	for _, n := range []int{10, parallelFanOut + 10} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			h := NewHub(0)
+			h := NewHub(HubConfig{})
 			defer h.Close()
 			subs := make([]*Subscription, n)
 			recs := make([]*releaser, n)
 			for i := range n {
 				subs[i] = h.Subscribe("ws", Filter{}, 1<<20)
 				recs[i] = &releaser{t: t}
-				subs[i].SetDirect(recs[i])
-				subs[i].Arm(ID{Epoch: 1})
+				subs[i].setDirect(recs[i])
+				subs[i].arm(ID{Epoch: 1})
 			}
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -234,7 +242,7 @@ func TestDirectWriterNotCalledAfterClose(t *testing.T) {
 					default:
 					}
 					for _, s := range subs[:10] {
-						s.Ping([]byte("event: heartbeat\ndata: {}\n\n"))
+						s.ping([]byte("event: heartbeat\ndata: {}\n\n"))
 					}
 				}
 			})

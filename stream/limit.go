@@ -7,6 +7,18 @@ import (
 	"time"
 )
 
+// RateLimiter is a token bucket per key, shared wherever the log is (for
+// Redis, by every node): Memory and redisstream.Log provide one, and pass
+// streamtest.RunLimiter.
+type RateLimiter interface {
+	// Allow takes one token from the bucket named key, which refills at
+	// r. When it is empty it returns false and how long until a token is
+	// due. It blocks on the store.
+	Allow(ctx context.Context, key string, r Rate) (ok bool, wait time.Duration, err error)
+}
+
+var _ RateLimiter = (*Memory)(nil)
+
 // Rate is a token bucket: Per events a second on average, Burst at once.
 type Rate struct {
 	Per   float64

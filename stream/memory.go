@@ -35,7 +35,10 @@ type Memory struct {
 	epoch     uint64
 	hub       *Hub
 
-	mu     sync.Mutex // guards logs and closed, and orders appends with hub fan-out
+	// mu guards logs, closed and pres. It is never held during a fan-out
+	// or across workspaces' work: each workspace's log has a lock of its
+	// own, so a workspace writing to a thousand sockets delays no other.
+	mu     sync.Mutex
 	logs   map[string]*memLog
 	closed bool
 
@@ -45,6 +48,10 @@ type Memory struct {
 }
 
 type memLog struct {
+	// mu guards the rest, and orders appends with the hub's fan-out of
+	// this workspace: publishing under it keeps hub order equal to log
+	// order.
+	mu     sync.Mutex
 	seq    uint64   // seq of the newest event
 	events []*Event // retained events, oldest first
 	once   map[string]onceRecord
@@ -61,7 +68,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
-	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(cfg.MaxWorkspaces), logs: make(map[string]*memLog)}
+	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(HubConfig{MaxWorkspaces: cfg.MaxWorkspaces}), logs: make(map[string]*memLog)}
 }
 
 var lastEpoch atomic.Uint64
@@ -90,12 +97,13 @@ func (m *Memory) Append(ctx context.Context, e *Event) (*Event, error) {
 	if _, err := e.Body(); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	l := m.log(e.WorkspaceID)
+	if l == nil {
 		return nil, ErrClosed
 	}
-	return m.appendLocked(e), nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return m.appendLocked(l, e), nil
 }
 
 // AppendOnce implements Log.
@@ -109,12 +117,12 @@ func (m *Memory) AppendOnce(ctx context.Context, e *Event, once Once) (*Event, b
 	if once.TTL <= 0 {
 		once.TTL = DefaultOnceTTL
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	l := m.log(e.WorkspaceID)
+	if l == nil {
 		return nil, false, ErrClosed
 	}
-	l := m.log(e.WorkspaceID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := time.Now()
 	if r, ok := l.once[once.Key]; ok && now.Before(r.expires) {
 		if r.fingerprint != "" && once.Fingerprint != "" && r.fingerprint != once.Fingerprint {
@@ -130,7 +138,7 @@ func (m *Memory) AppendOnce(ctx context.Context, e *Event, once Once) (*Event, b
 			}
 		}
 	}
-	e = m.appendLocked(e)
+	e = m.appendLocked(l, e)
 	l.once[once.Key] = onceRecord{fingerprint: once.Fingerprint, event: e, expires: now.Add(once.TTL)}
 	return e, false, nil
 }
@@ -145,15 +153,24 @@ func (m *Memory) Broadcast(ctx context.Context, e *Event) error {
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
 		return ErrClosed
 	}
+	// Ephemeral events have no order to keep with appends.
 	m.hub.PublishEphemeral(e)
 	return nil
 }
 
+// log returns the log of ws, created on first use, or nil once m is
+// closed. It takes m.mu only for the lookup.
 func (m *Memory) log(ws string) *memLog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
 	l := m.logs[ws]
 	if l == nil {
 		l = &memLog{once: make(map[string]onceRecord)}
@@ -162,9 +179,16 @@ func (m *Memory) log(ws string) *memLog {
 	return l
 }
 
-// appendLocked appends e; m.mu must be held.
-func (m *Memory) appendLocked(e *Event) *Event {
-	l := m.log(e.WorkspaceID)
+// existing returns the log of ws if it has one (reads create nothing), and
+// whether m is open.
+func (m *Memory) existing(ws string) (*memLog, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.logs[ws], !m.closed
+}
+
+// appendLocked appends e to l; l.mu must be held.
+func (m *Memory) appendLocked(l *memLog, e *Event) *Event {
 	l.seq++
 	e.ID = ID{Epoch: m.epoch, Seq: l.seq}
 	l.events = append(l.events, e)
@@ -177,9 +201,10 @@ func (m *Memory) appendLocked(e *Event) *Event {
 			l.events = kept
 		}
 	}
-	// Publishing under m.mu keeps hub order equal to log order. It never
-	// blocks: direct writes are non-blocking, and a large workspace's
-	// fan-out is handed to a worker of its own.
+	// Publishing under l.mu keeps hub order equal to log order. It never
+	// blocks, and it holds up only this workspace: direct writes are
+	// non-blocking, and a large workspace's fan-out is handed to a worker
+	// of its own.
 	m.hub.Publish(e)
 	return e
 }
@@ -200,16 +225,17 @@ func (m *Memory) Read(ctx context.Context, workspace string, after ID, limit int
 	if limit <= 0 {
 		limit = DefaultReadLimit
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	l, open := m.existing(workspace)
+	if !open {
 		return Page{}, ErrClosed
 	}
 	var (
 		head   = ID{Epoch: m.epoch}
 		events []*Event
 	)
-	if l := m.logs[workspace]; l != nil {
+	if l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		head.Seq = l.seq
 		events = m.retained(l)
 	}
@@ -235,14 +261,15 @@ func (m *Memory) Head(ctx context.Context, workspace string) (ID, error) {
 	if err := ctx.Err(); err != nil {
 		return ID{}, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	l, open := m.existing(workspace)
+	if !open {
 		return ID{}, ErrClosed
 	}
 	head := ID{Epoch: m.epoch}
-	if l := m.logs[workspace]; l != nil {
+	if l != nil {
+		l.mu.Lock()
 		head.Seq = l.seq
+		l.mu.Unlock()
 	}
 	return head, nil
 }

@@ -15,8 +15,25 @@ const DefaultTailPage = 256
 // DefaultQueue is the subscription queue a Tail uses when none is given.
 const DefaultQueue = 256
 
+// Reason says why Next returned.
+type Reason uint8
+
+const (
+	// Delivered: the batch holds what to write (events, ephemeral events,
+	// a reset) or a Position past events the filter hid.
+	Delivered Reason = iota
+	// Idle: idle fired. Position may have moved past events the filter
+	// hid (see Subscription.Covered), with nothing else to show for it.
+	Idle
+	// Unfinished: a direct write left part of a frame, which the caller
+	// must finish before it writes anything else (see DirectWriter).
+	Unfinished
+)
+
 // Batch is what Tail.Next returns: the next events a reader must deliver.
 type Batch struct {
+	// Reason says why Next returned; the batch may be empty.
+	Reason Reason
 	// Reset reports that the reader's position could not be continued
 	// (history trimmed or lost): it must tell its client to refetch state.
 	// Position is then the head the log continues from.
@@ -27,19 +44,19 @@ type Batch struct {
 	// Ephemeral are broadcast events (presence, typing) that arrived with
 	// this batch. They have no id and do not move Position.
 	Ephemeral []*Event
+	// Written is the last event the fan-out wrote straight to the
+	// DirectWriter while Next waited (zero if none): those events are not
+	// in Events, and the connection's resume point is already there.
+	Written ID
 	// Position is the id up to which the log has been handled, filtered-out
 	// events included. It is at least the id of the last event.
 	Position ID
-	// Idle reports that Next returned because idle fired. Position may
-	// then have moved past events the filter hid (see
-	// Subscription.Covered), with no events to show for it.
-	Idle bool
 }
 
 // Tail follows one workspace log from a cursor: it catches up from the log,
 // then switches to the node's live deliveries, and delivers every event
 // after the cursor exactly once and in log order. Whenever the live feed may
-// have a hole (a resync marker, a new epoch) it goes back to the log.
+// have a hole (a KindResync delivery, a new epoch) it goes back to the log.
 //
 // A Tail is used by one goroutine. Close it when done.
 type Tail struct {
@@ -84,12 +101,13 @@ func NewTail(log Log, workspace string, after ID, fromHead bool, cfg TailConfig)
 
 // SetDirect lets dw take live events straight from the fan-out while Next
 // waits with nothing queued (see DirectWriter). Those events are not
-// returned by Next, but Position accounts for them; Next returns an empty
-// batch when a direct write left a remainder for the caller to finish.
+// returned by Next, but Written and Position account for them; Next
+// returns an Unfinished batch when a direct write left a remainder for the
+// caller to finish.
 func (t *Tail) SetDirect(dw DirectWriter) {
 	t.direct = dw
 	if t.sub != nil {
-		t.sub.SetDirect(dw)
+		t.sub.setDirect(dw)
 	}
 }
 
@@ -123,7 +141,7 @@ func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 				if head, err = t.log.Head(ctx, t.ws); err != nil {
 					return Batch{}, err
 				}
-				t.sub.NoteHead(head)
+				t.sub.noteHead(head)
 			}
 			t.last = head
 			t.caughtUp = true
@@ -150,18 +168,18 @@ func (t *Tail) Next(ctx context.Context, idle <-chan time.Time) (Batch, error) {
 func (t *Tail) subscribe() {
 	t.sub = t.log.Subscribe(t.ws, t.filter, t.queue)
 	if t.direct != nil {
-		t.sub.SetDirect(t.direct)
+		t.sub.setDirect(t.direct)
 	}
 	t.current.Store(t.sub)
 }
 
 // Ping writes beat (an ephemeral frame: a heartbeat) to the DirectWriter
 // if Next is parked with nothing queued, after an id-only frame when
-// hidden events passed; see Subscription.Ping. Unlike the rest of Tail, it
-// may be called from any goroutine.
+// hidden events passed (see direct.go). Unlike the rest of Tail, it may be
+// called from any goroutine.
 func (t *Tail) Ping(beat []byte) bool {
 	if s := t.current.Load(); s != nil {
-		return s.Ping(beat)
+		return s.ping(beat)
 	}
 	return false
 }
@@ -205,8 +223,9 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 // live waits for the next deliveries. again reports that nothing was
 // deliverable and Next should go round again.
 func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again bool, err error) {
+	armedAt := t.last
 	if t.direct != nil {
-		t.sub.Arm(t.last)
+		t.sub.arm(t.last)
 	}
 	queued := false
 	select {
@@ -217,7 +236,10 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 	}
 	if t.direct != nil {
 		// Whatever was written directly while we waited is delivered.
-		t.last = t.sub.Disarm()
+		t.last = t.sub.disarm()
+		if t.last != armedAt {
+			b.Written = t.last
+		}
 	}
 	if !queued {
 		if err := ctx.Err(); err != nil {
@@ -227,22 +249,25 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 		if pos, ok := t.sub.Covered(t.last); ok {
 			t.last = pos
 		}
-		return Batch{Position: t.last, Idle: true}, false, nil
+		b.Reason, b.Position = Idle, t.last
+		return b, false, nil
 	}
 	b.Position = t.last
-	woken := false // a direct write left a remainder for the reader
+	empty := func() bool {
+		return len(b.Events) == 0 && len(b.Ephemeral) == 0 && b.Reason == Delivered && b.Written.IsZero()
+	}
 	for {
 		// Coalesce whatever is queued into this batch.
 		d, ok, open := t.sub.Pop()
 		if !ok && open {
-			return b, len(b.Events) == 0 && len(b.Ephemeral) == 0 && !woken, nil
+			return b, empty(), nil
 		}
 		if !ok {
 			reason := t.sub.Err()
 			if reason == nil { // closed by us; cannot happen while in use
 				reason = ErrClosed
 			}
-			if len(b.Events) > 0 || len(b.Ephemeral) > 0 || woken {
+			if !empty() {
 				// Deliver what arrived before the close; the next call
 				// reports it.
 				t.err = reason
@@ -250,24 +275,32 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 			}
 			return b, false, reason
 		}
-		switch e := d.Event; {
-		case e == wakeMarker:
+		switch d.Kind {
+		case kindFinish:
 			// Return even with nothing else, so that the reader
 			// finishes the frame before anything else.
-			woken = true
-		case !d.Resync() && e.ID.IsZero():
-			b.Ephemeral = append(b.Ephemeral, e)
-		case d.Resync() || e.ID.Epoch != t.last.Epoch:
+			b.Reason = Unfinished
+		case KindEphemeral:
+			b.Ephemeral = append(b.Ephemeral, d.Event)
+		case KindResync:
 			// The feed may have a hole here: deliver what we have, then
 			// read the log from where we are. What is still queued
 			// waits for the next call, which must not sleep on it.
 			t.caughtUp = false
 			t.sub.signal()
-			return b, len(b.Events) == 0 && len(b.Ephemeral) == 0 && !woken, nil
-		case e.ID.Seq > t.last.Seq:
-			b.Events = append(b.Events, e)
-			t.last = e.ID
-			b.Position = e.ID
+			return b, empty(), nil
+		case KindEvent:
+			e := d.Event
+			switch {
+			case e.ID.Epoch != t.last.Epoch:
+				t.caughtUp = false // a new epoch: read the log
+				t.sub.signal()
+				return b, empty(), nil
+			case e.ID.Seq > t.last.Seq:
+				b.Events = append(b.Events, e)
+				t.last = e.ID
+				b.Position = e.ID
+			}
 		}
 	}
 }

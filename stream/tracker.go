@@ -114,8 +114,9 @@ type PresenceTracker struct {
 	out   Broadcaster
 	cfg   PresenceConfig
 
-	mu      sync.Mutex // guards members, pending, due and closed
+	mu      sync.Mutex // guards members, jobs, pending, due and closed
 	members map[wsUser]*member
+	jobs    []connJob             // store calls for connections opened and closed, in order
 	pending map[string]*wsChanges // by workspace
 	due     dueHeap
 	closed  bool
@@ -132,9 +133,14 @@ type member struct {
 	key     wsUser
 	conn    string // this node's connection id in the store
 	streams int    // guarded by PresenceTracker.mu
-	// mu orders this member's OpenConn before its CloseConn, so that a
-	// stream that opens and closes at once leaves no record behind.
-	mu sync.Mutex
+}
+
+// connJob is a store call the tracker's goroutine makes for a member:
+// recording its connection (open) or forgetting it. They run in the order
+// they were queued, so a member's open always precedes its close.
+type connJob struct {
+	m    *member
+	open bool
 }
 
 // wsChanges are the changes of one workspace not yet announced.
@@ -179,62 +185,88 @@ type Member struct {
 
 // Join counts a connection of user in ws: the first one on this node
 // records the user as connected (online, unless they set another status)
-// and announces the change. Leave the returned Member when the
-// connection ends.
-func (t *PresenceTracker) Join(ctx context.Context, ws, user string) *Member {
+// and announces the change. Leave the returned Member when the connection
+// ends. Join never waits for the store: the tracker's goroutine makes the
+// call, so a stream's goroutine stays as small as it was, and a connect
+// burst is one queue of store calls rather than thousands at once.
+func (t *PresenceTracker) Join(ws, user string) *Member {
 	key := wsUser{ws, user}
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	m := t.members[key]
-	first := m == nil
-	if first {
+	if m == nil {
 		m = &member{key: key, conn: newID()}
 		t.members[key] = m
+		t.queueLocked(connJob{m: m, open: true})
 	}
 	m.streams++
-	if first {
-		m.mu.Lock() // before anyone can Leave it
-	}
-	t.mu.Unlock()
-	if first {
-		cur, changed, err := t.store.OpenConn(ctx, ws, user, m.conn, t.cfg.ConnTTL)
-		m.mu.Unlock()
-		if err != nil {
-			t.cfg.Logger.WarnContext(ctx, "presence not recorded", "err", err)
-		} else if changed {
-			t.changed(ws, cur)
-		}
-	}
 	return &Member{t: t, m: m}
 }
 
 // Leave ends the connection's share; the user's last connection on this
 // node removes its record, and the user is settled after the grace (a
 // reconnect within it keeps them online, and nothing is announced). It is
-// idempotent.
-func (mb *Member) Leave(ctx context.Context) {
-	mb.once.Do(func() { mb.t.leave(ctx, mb.m) })
+// idempotent, and never waits for the store.
+func (mb *Member) Leave() {
+	mb.once.Do(func() { mb.t.leave(mb.m) })
 }
 
-func (t *PresenceTracker) leave(ctx context.Context, m *member) {
+func (t *PresenceTracker) leave(m *member) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	m.streams--
-	last := m.streams == 0
-	if last && t.members[m.key] == m {
-		delete(t.members, m.key)
-	}
-	t.mu.Unlock()
-	if !last {
+	if m.streams > 0 {
 		return
 	}
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-	defer cancel()
-	m.mu.Lock()
-	err := t.store.CloseConn(bg, m.key.ws, m.key.user, m.conn)
-	m.mu.Unlock()
-	if err != nil {
-		t.cfg.Logger.DebugContext(ctx, "presence not closed", "err", err)
+	if t.members[m.key] == m {
+		delete(t.members, m.key)
 	}
-	t.schedule(dueKey{kind: dueGrace, ws: m.key.ws, a: m.key.user}, "", time.Now().Add(t.cfg.Grace))
+	t.queueLocked(connJob{m: m})
+}
+
+// queueLocked queues a store call for the goroutine; t.mu must be held.
+func (t *PresenceTracker) queueLocked(j connJob) {
+	if t.closed {
+		return
+	}
+	t.jobs = append(t.jobs, j)
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runJobs makes the queued store calls, in order.
+func (t *PresenceTracker) runJobs(ctx context.Context) {
+	for {
+		t.mu.Lock()
+		jobs := t.jobs
+		t.jobs = nil
+		t.mu.Unlock()
+		if len(jobs) == 0 {
+			return
+		}
+		for _, j := range jobs {
+			if ctx.Err() != nil {
+				return
+			}
+			op, cancel := context.WithTimeout(ctx, storeTimeout)
+			ws, user := j.m.key.ws, j.m.key.user
+			if j.open {
+				if cur, changed, err := t.store.OpenConn(op, ws, user, j.m.conn, t.cfg.ConnTTL); err != nil {
+					t.cfg.Logger.WarnContext(op, "presence not recorded", "workspace", ws, "err", err)
+				} else if changed {
+					t.changed(ws, cur)
+				}
+			} else {
+				if err := t.store.CloseConn(op, ws, user, j.m.conn); err != nil {
+					t.cfg.Logger.DebugContext(op, "presence not closed", "workspace", ws, "err", err)
+				}
+				t.schedule(dueKey{kind: dueGrace, ws: ws, a: user}, "", time.Now().Add(t.cfg.Grace))
+			}
+			cancel()
+		}
+	}
 }
 
 // SetStatus records user's explicit status in ws for StatusTTL, announces
@@ -345,6 +377,7 @@ func (t *PresenceTracker) run(ctx context.Context) {
 		case <-refresh.C:
 			t.refreshAll(ctx)
 		}
+		t.runJobs(ctx)
 		t.runDue(ctx, time.Now())
 	}
 }

@@ -35,7 +35,7 @@ func (w *watcher) events() []*stream.Event {
 		if !ok {
 			return out
 		}
-		if d.Resync() {
+		if d.Kind == stream.KindResync {
 			continue
 		}
 		out = append(out, d.Event)
@@ -74,11 +74,11 @@ func TestPresenceTrackerCoalescesJoins(t *testing.T) {
 				time.Sleep(500 * time.Millisecond)
 			}
 			user := fmt.Sprintf("u%04d", i)
-			members = append(members, tr.Join(t.Context(), "ws1", user))
+			members = append(members, tr.Join("ws1", user))
 			want = append(want, user)
 		}
 		// A second stream of the same user changes nothing.
-		extra := tr.Join(t.Context(), "ws1", "u0000")
+		extra := tr.Join("ws1", "u0000")
 		time.Sleep(time.Second)
 		synctest.Wait()
 		evs := w.events()
@@ -99,11 +99,11 @@ func TestPresenceTrackerCoalescesJoins(t *testing.T) {
 		}
 
 		// Everyone leaves at once: one event, after the grace.
-		extra.Leave(t.Context())
+		extra.Leave()
 		for _, m := range members {
-			m.Leave(t.Context())
+			m.Leave()
 		}
-		members[0].Leave(t.Context()) // idempotent
+		members[0].Leave() // idempotent
 		time.Sleep(4 * time.Second)
 		synctest.Wait()
 		if evs := w.events(); len(evs) != 0 {
@@ -132,10 +132,10 @@ func TestPresenceTrackerGraceHidesReconnect(t *testing.T) {
 		tr := stream.NewPresenceTracker(l, l, stream.PresenceConfig{Grace: 5 * time.Second})
 		defer tr.Close()
 		w := watch(t, l, "ws1")
-		tr.Join(t.Context(), "ws1", "alice").Leave(t.Context())
+		tr.Join("ws1", "alice").Leave()
 		time.Sleep(2 * time.Second)
-		back := tr.Join(t.Context(), "ws1", "alice")
-		defer back.Leave(t.Context())
+		back := tr.Join("ws1", "alice")
+		defer back.Leave()
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		evs := w.events()
@@ -204,9 +204,9 @@ func TestPresenceTrackerCloseFlushes(t *testing.T) {
 		defer l.Close()
 		tr := stream.NewPresenceTracker(l, l, stream.PresenceConfig{Interval: time.Minute})
 		w := watch(t, l, "ws1")
-		tr.Join(t.Context(), "ws1", "a")
+		tr.Join("ws1", "a")
 		synctest.Wait()
-		tr.Join(t.Context(), "ws1", "b") // within the interval: pending
+		tr.Join("ws1", "b") // within the interval: pending
 		synctest.Wait()
 		if evs := w.events(); len(evs) != 1 {
 			t.Fatalf("%d events before Close; want a's arrival alone", len(evs))

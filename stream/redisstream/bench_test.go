@@ -7,6 +7,7 @@ import (
 
 	"github.com/realtime-dev/realtime/stream"
 	"github.com/realtime-dev/realtime/stream/redisstream/redistest"
+	"github.com/realtime-dev/realtime/stream/streamtest"
 )
 
 func BenchmarkRedisAppend(b *testing.B) {
@@ -41,4 +42,14 @@ func BenchmarkRedisRead100(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCrossWorkspace: see streamtest.BenchCrossWorkspace.
+func BenchmarkCrossWorkspace(b *testing.B) {
+	srv := redistest.Start(b)
+	l, err := newLog(b, srv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	streamtest.BenchCrossWorkspace(b, l)
 }

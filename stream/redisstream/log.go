@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + ":events", ephemeral: cfg.Prefix + ":ephemeral",
-		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(cfg.MaxWorkspaces), logger: cfg.Logger,
+		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(stream.HubConfig{MaxWorkspaces: cfg.MaxWorkspaces, Detached: true}), logger: cfg.Logger,
 		subbed: make(chan struct{}),
 	}
 	if err := l.rdb.Ping(ctx).Err(); err != nil {

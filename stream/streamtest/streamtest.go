@@ -349,7 +349,7 @@ func testSubscribeFilters(t *testing.T, h Harness) {
 		if !ok {
 			t.Fatalf("subscription closed: %v", sub.Err())
 		}
-		if d.Event != nil && !d.Resync() {
+		if d.Kind == stream.KindEvent {
 			got = append(got, d.Event.ID.String())
 		}
 	}
@@ -362,7 +362,7 @@ func testSubscribeFilters(t *testing.T, h Harness) {
 		if !ok {
 			t.Fatalf("subscription closed: %v", all.Err())
 		}
-		if d.Event != nil && !d.Resync() {
+		if d.Kind == stream.KindEvent {
 			gotAll = append(gotAll, d.Event.Type)
 		}
 	}
@@ -387,7 +387,7 @@ func testSlowSubscriber(t *testing.T, h Harness) {
 		if !ok {
 			t.Fatalf("roomy subscriber closed: %v", roomy.Err())
 		}
-		if !d.Resync() {
+		if d.Kind == stream.KindEvent {
 			seen++
 		}
 	}
@@ -507,15 +507,16 @@ func testTailConcurrent(t *testing.T, h Harness) {
 // Tail promises that the two writers never overlap, and the race detector
 // holds it to that.
 type socket struct {
-	frames  []stream.ID   // ids of the frames completely written, in order
-	written atomic.Int64  // len(frames), for the publisher's pacing
-	pending *stream.ID    // the id of a frame written in part
-	direct  int           // frames the fan-out wrote
+	frames  []stream.ID  // ids of the frames completely written, in order
+	written atomic.Int64 // len(frames), for the publisher's pacing
+	pending *stream.ID   // the id of a frame written in part
+	direct  int          // frames the fan-out wrote
 	chaos   bool
 	rng     *rand.Rand
 }
 
-func (s *socket) WriteNow(id stream.ID, _ []byte) (taken, partial bool) {
+func (s *socket) WriteNow(frame []byte) (taken, partial bool) {
+	id := frameID(frame)
 	if s.pending != nil {
 		return false, false
 	}
@@ -533,6 +534,13 @@ func (s *socket) WriteNow(id stream.ID, _ []byte) (taken, partial bool) {
 		s.frame(id)
 	}
 	return true, false
+}
+
+// frameID is the id of an event's frame (the zero ID for one without).
+func frameID(frame []byte) stream.ID {
+	line, _, _ := strings.Cut(string(frame), "\n")
+	id, _ := stream.ParseID(strings.TrimPrefix(line, "id: "))
+	return id
 }
 
 func (s *socket) frame(id stream.ID) {
@@ -783,14 +791,9 @@ func testAppendOnceConcurrent(t *testing.T, h Harness) {
 	}
 }
 
-// Limiter is a log's shared rate limiter (both logs have one).
-type Limiter interface {
-	Allow(ctx context.Context, key string, r stream.Rate) (bool, time.Duration, error)
-}
-
 // RunLimiter checks a token bucket: a and b must share buckets (the same
 // log, or two nodes of one Redis).
-func RunLimiter(t *testing.T, a, b Limiter) {
+func RunLimiter(t *testing.T, a, b stream.RateLimiter) {
 	r := stream.Rate{Per: 10, Burst: 3}
 	for i := range 3 {
 		l := a
@@ -875,21 +878,9 @@ func testBroadcast(t *testing.T, h Harness) {
 	}
 }
 
-// PresenceStore is a log's presence and typing state (both logs keep one).
-type PresenceStore interface {
-	SetPresence(ctx context.Context, ws, user, status string, ttl time.Duration) (stream.Presence, bool, error)
-	OpenConn(ctx context.Context, ws, user, conn string, ttl time.Duration) (stream.Presence, bool, error)
-	RefreshConn(ctx context.Context, ws, user, conn string, ttl time.Duration) error
-	CloseConn(ctx context.Context, ws, user, conn string) error
-	SettlePresence(ctx context.Context, ws, user string) (stream.Presence, bool, error)
-	ListPresence(ctx context.Context, ws string) ([]stream.Presence, error)
-	SetTyping(ctx context.Context, ws, chat, user, token string, typing bool, ttl time.Duration) (bool, error)
-	ExpireTyping(ctx context.Context, ws, chat, user, token string) (bool, time.Duration, error)
-}
-
 // RunPresence checks presence and typing semantics; a and b must share
 // state (one log, or two nodes of one Redis).
-func RunPresence(t *testing.T, a, b PresenceStore) {
+func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 	ctx := t.Context()
 	step := func(what string, p stream.Presence, changed bool, err error, status string, wantChanged bool) {
 		t.Helper()

@@ -1,0 +1,169 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// frameWriter is where a stream writes its frames: the hijacked
+// connection's sock.Socket (HTTP/1), or the ResponseWriter (HTTP/2, TLS,
+// or no hijacking; sse_writer.go).
+type frameWriter interface {
+	// Write writes b, after whatever a direct write left unfinished, and
+	// returns once it is on its way or the write timeout passed.
+	Write(b []byte) error
+	// LastWrite is when the stream last wrote (the heartbeat sweeper reads
+	// it from its own goroutine).
+	LastWrite() time.Time
+}
+
+// sseStream is one open stream after its setup: run writes its frames
+// until it ends, on the handler's goroutine or, once the connection is
+// hijacked, on a goroutine of its own.
+type sseStream struct {
+	logger   *slog.Logger
+	cfg      Config
+	r        *http.Request
+	ws, user string
+	expires  time.Time
+	cursor   stream.ID
+	fromHead bool
+	tail     *stream.Tail
+	out      frameWriter
+	header   []byte // a hijacked stream writes its own status line and headers
+	conns    *connLimit
+	pres     *stream.PresenceTracker
+	beats    *heartbeats // set when out takes direct writes
+}
+
+// run sends the opening frames and then every batch until the client
+// leaves, the server drains, or the token expires.
+func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, first stream.Batch, streams context.Context) {
+	logger, cfg, out := st.logger, st.cfg, st.out
+	// The request's log attributes without the request: a hijacked stream
+	// outlives its handler, whose return cancels the request's context and
+	// would otherwise keep the whole request alive. ctx is the stream's own.
+	rctx := appmw.Detach(st.r.Context())
+	st.r = nil
+	defer st.conns.release(st.user)
+	defer st.tail.Close()
+	defer cancel(nil)
+	stopDrain := context.AfterFunc(streams, func() { cancel(errDraining) })
+	defer stopDrain()
+	expiry := time.AfterFunc(time.Until(st.expires), func() { cancel(errTokenExpired) })
+	defer expiry.Stop()
+	opened := time.Now()
+
+	// The retry: frame goes out only now that the subscription is live: a
+	// client that has read it misses nothing published later.
+	pos := st.cursor
+	buf := append(make([]byte, 0, 4096), st.header...)
+	st.header = nil
+	if st.fromHead {
+		// One block carries both the reconnection time and the resume
+		// point: a client that drops before any event comes back from
+		// here, not "from now", and misses nothing.
+		buf = append(buf, "retry: "...)
+		buf = strconv.AppendInt(buf, cfg.retry().Milliseconds(), 10)
+		buf = append(buf, "\nid: "...)
+		buf, _ = first.Position.AppendText(buf)
+		buf = append(buf, "\n\n"...)
+		pos = first.Position
+	} else {
+		buf = appendRetry(buf, cfg.retry())
+	}
+	// A named event a script can observe (retry: and id: lines dispatch
+	// nothing): the stream is live and not held back by a buffering
+	// proxy. It carries the resume point so far.
+	buf = append(buf, "event: ready\ndata: {\"cursor\":\""...)
+	buf, _ = pos.AppendText(buf)
+	buf = append(buf, "\"}\n\n"...)
+	buf = appendBatch(buf, first, &pos)
+	if first.Reset {
+		logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", st.cursor, "head", first.Position)
+	}
+	if err := out.Write(buf); err != nil {
+		logger.DebugContext(rctx, "stream write failed", "err", err)
+		return
+	}
+	logger.DebugContext(rctx, "stream opened", "from", st.cursor, "live", st.fromHead)
+	defer func() {
+		logger.DebugContext(rctx, "stream closed", "duration", time.Since(opened).String(), "position", pos)
+	}()
+	// An open stream makes its user present in the workspace.
+	defer st.pres.Join(st.ws, st.user).Leave()
+
+	// A stream that takes direct writes gets its heartbeats from the
+	// node's sweeper; any other has a timer.
+	var idle <-chan time.Time
+	var heartbeat *time.Timer
+	if st.beats != nil {
+		st.beats.add(st)
+		defer st.beats.remove(st)
+	} else {
+		heartbeat = time.NewTimer(cfg.Heartbeat)
+		defer heartbeat.Stop()
+		idle = heartbeat.C
+	}
+	for {
+		b, err := st.tail.Next(ctx, idle)
+		if err != nil {
+			cause := context.Cause(ctx)
+			switch {
+			case errors.Is(err, stream.ErrSlowSubscriber):
+				logger.WarnContext(rctx, "subscriber too slow, dropped", "position", pos, "queue", cfg.Queue)
+				out.Write(appendRetry(nil, cfg.retry()))
+			case errors.Is(cause, errDraining):
+				out.Write(appendRetry(nil, shortRetry()))
+			case errors.Is(cause, errTokenExpired):
+				logger.DebugContext(rctx, "stream ended: token expired")
+			case ctx.Err() != nil:
+				logger.DebugContext(rctx, "stream ended: client left")
+			default:
+				logger.ErrorContext(rctx, "stream read failed, client told to retry", "err", err)
+				out.Write(appendRetry(nil, cfg.retry()))
+			}
+			return
+		}
+		if b.Reset {
+			logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
+		}
+		if !b.Written.IsZero() {
+			pos = b.Written // the fan-out wrote these itself
+		}
+		bp := frameBufs.Get().(*[]byte)
+		buf := appendBatch((*bp)[:0], b, &pos)
+		if b.Reason == stream.Idle && heartbeat != nil {
+			// The timer fired. It is not reset on every write (that
+			// would cost a timer update per event): it is checked here.
+			if silent := time.Since(out.LastWrite()); silent < cfg.Heartbeat {
+				heartbeat.Reset(cfg.Heartbeat - silent)
+			} else {
+				buf = append(buf, heartbeatFrame...)
+				heartbeat.Reset(cfg.Heartbeat)
+			}
+		}
+		if len(buf) == 0 && b.Reason != stream.Unfinished {
+			frameBufs.Put(bp) // nothing to write
+			continue
+		}
+		// An Unfinished batch makes this write send the rest of the frame
+		// a direct write began (sock.Socket keeps it), before buf.
+		err = out.Write(buf)
+		if cap(buf) <= 64<<10 { // a burst's big buffer is not kept
+			*bp = buf
+			frameBufs.Put(bp)
+		}
+		if err != nil {
+			logger.DebugContext(rctx, "stream write failed", "err", err)
+			return
+		}
+	}
+}
