@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -136,8 +137,22 @@ func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, cfg C
 		return nil, false
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBody))
-	if err != nil {
+	var big *http.MaxBytesError
+	switch {
+	case errors.As(err, &big):
 		writeError(logger, w, r, err)
+		return nil, false
+	case err != nil:
+		// The client's fault (a body shorter than its Content-Length, a
+		// connection gone mid-body): not a 500.
+		logger.DebugContext(r.Context(), "request body not read whole", "err", err)
+		writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body ended before it was whole"))
+		return nil, false
+	}
+	if !utf8.Valid(raw) {
+		// JSON is UTF-8 (RFC 8259); stored raw, these bytes would make a
+		// strict parser reject every page and frame that carries them.
+		writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body is not valid UTF-8"))
 		return nil, false
 	}
 	return raw, true

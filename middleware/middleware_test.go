@@ -19,6 +19,15 @@ func TestRedactQuery(t *testing.T) {
 		{"access_token=abc.def.ghi&cursor=0", "access_token=REDACTED&cursor=0"},
 		{"cursor=0&access_token=a&access_token=b", "access_token=REDACTED&cursor=0"},
 		{"%zz&access_token=abc", "(unparsable query redacted)"},
+		// Whatever the parameter is called.
+		{"ACCESS_TOKEN=abc&cursor=0", "ACCESS_TOKEN=REDACTED&cursor=0"},
+		{"token=abc", "token=REDACTED"},
+		{"Authorization=Bearer+x", "Authorization=REDACTED"},
+		{"api_key=k1&x=1", "api_key=REDACTED&x=1"},
+		{"t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", "t=REDACTED"},
+		{"x=" + strings.Repeat("A", 40), "x=REDACTED"},
+		// Not credentials: cursors, ids, type patterns, short values.
+		{"lastEventId=hoomx5yyd9-21&types=approval.*,chat.message&wait=25", "lastEventId=hoomx5yyd9-21&types=approval.*,chat.message&wait=25"},
 	}
 	for _, tc := range tests {
 		if got := middleware.RedactQuery(tc.in); got != tc.want {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,8 +142,11 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-// RedactQuery returns raw with the value of every access_token parameter
-// replaced, so a logged URL never holds a token.
+// RedactQuery returns raw with the value of every parameter that may hold
+// a credential replaced, so a logged URL never holds one: a parameter
+// named like one (access_token, ACCESS_TOKEN, token, ticket, jwt, key,
+// secret, password, auth…, in any case), and any value shaped like a JWT
+// (three base64url parts) or a long opaque credential, whatever its name.
 func RedactQuery(raw string) string {
 	if raw == "" {
 		return ""
@@ -151,11 +155,57 @@ func RedactQuery(raw string) string {
 	if err != nil {
 		return "(unparsable query redacted)"
 	}
-	if _, ok := v["access_token"]; !ok {
+	redacted := false
+	for k, vals := range v {
+		if secretName(k) {
+			v[k] = []string{"REDACTED"}
+			redacted = true
+			continue
+		}
+		for i, val := range vals {
+			if tokenShaped(val) {
+				vals[i] = "REDACTED"
+				redacted = true
+			}
+		}
+	}
+	if !redacted {
 		return raw
 	}
-	v["access_token"] = []string{"REDACTED"}
 	return v.Encode()
+}
+
+// secretName reports whether a query parameter's name says it carries a
+// credential.
+func secretName(k string) bool {
+	k = strings.ToLower(k)
+	for _, w := range []string{"token", "ticket", "jwt", "key", "secret", "passw", "auth", "session", "credential", "signature", "sig"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenShaped reports whether a value looks like a credential: a JWT (two
+// dots between base64url runs), or 32 or more base64url characters in one
+// run. Ids, cursors and type patterns are shorter or have other shapes.
+func tokenShaped(s string) bool {
+	if len(s) < 32 {
+		return false
+	}
+	dots := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '=', c == '+', c == '/':
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return dots == 0 || dots == 2
 }
 
 func saneID(s string) bool {

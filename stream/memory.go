@@ -55,6 +55,16 @@ type memLog struct {
 	seq    uint64   // seq of the newest event
 	events []*Event // retained events, oldest first
 	once   map[string]onceRecord
+	// onceOrder lists once's keys in the order they were recorded (with
+	// stale entries for keys recorded again), so that the oldest are
+	// forgotten first in O(1) per append.
+	onceOrder []onceEntry
+	onceHead  int
+}
+
+type onceEntry struct {
+	key     string
+	expires time.Time
 }
 
 type onceRecord struct {
@@ -130,16 +140,11 @@ func (m *Memory) AppendOnce(ctx context.Context, e *Event, once Once) (*Event, b
 		}
 		return r.event, true, nil
 	}
-	if len(l.once) > 4*m.retention {
-		// Bound the memory of keys: drop the expired ones.
-		for k, r := range l.once {
-			if !now.Before(r.expires) {
-				delete(l.once, k)
-			}
-		}
-	}
 	e = m.appendLocked(l, e)
-	l.once[once.Key] = onceRecord{fingerprint: once.Fingerprint, event: e, expires: now.Add(once.TTL)}
+	exp := now.Add(once.TTL)
+	l.once[once.Key] = onceRecord{fingerprint: once.Fingerprint, event: e, expires: exp}
+	l.onceOrder = append(l.onceOrder, onceEntry{key: once.Key, expires: exp})
+	m.forgetOnce(l, now)
 	return e, false, nil
 }
 
@@ -161,6 +166,35 @@ func (m *Memory) Broadcast(ctx context.Context, e *Event) error {
 	// Ephemeral events have no order to keep with appends.
 	m.hub.PublishEphemeral(e)
 	return nil
+}
+
+// maxOnceKeys is how many idempotency keys a workspace of the embedded log
+// remembers: four times its retention, at least 1,000. Past that the
+// oldest are forgotten before their TTL (a retry of one would append
+// again), so that the keys' memory is bounded like the events'.
+func (m *Memory) maxOnceKeys() int { return max(4*m.retention, 1000) }
+
+// forgetOnce drops the records that expired, oldest first, and the oldest
+// beyond maxOnceKeys; l.mu must be held. Each record is visited once.
+func (m *Memory) forgetOnce(l *memLog, now time.Time) {
+	for l.onceHead < len(l.onceOrder) {
+		oldest := l.onceOrder[l.onceHead]
+		r, ok := l.once[oldest.key]
+		current := ok && r.expires.Equal(oldest.expires)
+		if current && now.Before(oldest.expires) && len(l.once) <= m.maxOnceKeys() {
+			break
+		}
+		if current {
+			delete(l.once, oldest.key)
+		}
+		l.onceOrder[l.onceHead] = onceEntry{}
+		l.onceHead++
+	}
+	if l.onceHead > len(l.onceOrder)/2 && l.onceHead > 64 {
+		n := copy(l.onceOrder, l.onceOrder[l.onceHead:])
+		clear(l.onceOrder[n:])
+		l.onceOrder, l.onceHead = l.onceOrder[:n], 0
+	}
 }
 
 // log returns the log of ws, created on first use, or nil once m is

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -167,6 +171,8 @@ func TestBadInputErrors(t *testing.T) {
 		{"invalid json", "POST", post, pub, `{"type":`, nil, 400, "invalid_json", ""},
 		{"json array", "POST", post, pub, `[1,2]`, nil, 400, "invalid_json", ""},
 		{"two values", "POST", post, pub, `{} {}`, nil, 400, "invalid_json", ""},
+		{"invalid utf-8 in data", "POST", post, pub, `{"type":"chat.message","data":{"chatId":"c","id":"m","text":"` + "\xff\xfe" + `"}}`, nil, 400, "invalid_json", ""},
+		{"invalid utf-8 in a key", "POST", post, pub, `{"type":"chat.message","data":{"chatId":"c","id":"m","text":"x","` + "\xc3" + `":1}}`, nil, 400, "invalid_json", ""},
 		{"wrong content type", "POST", post, pub, chat(1), []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type", ""},
 		{"no content type", "POST", post, pub, chat(1), []string{"Content-Type", ""}, 415, "unsupported_media_type", ""},
 		{"body too large", "POST", post, pub, big, nil, 413, "body_too_large", ""},
@@ -265,5 +271,34 @@ func TestRoutesAnswer(t *testing.T) {
 	resp, body := do(t, "GET", n.URL+"/openapi.yaml", "", "")
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "openapi: 3.") {
 		t.Errorf("GET /openapi.yaml: %d %.40s", resp.StatusCode, body)
+	}
+}
+
+// A body shorter than its Content-Length (the client stops sending, or
+// goes) is the client's mistake: 400 invalid_json, logged at debug, never
+// a 500, and nothing reaches the log.
+func TestTruncatedBodyIsABadRequest(t *testing.T) {
+	n := startNode(t, nil)
+	addr := strings.TrimPrefix(n.URL, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"type":"chat.message","data":{"chatId":"c","id":"m1"`
+	fmt.Fprintf(c, "POST /v1/workspaces/ws1/events HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		addr, pubToken(t), len(body)+50, body)
+	c.(*net.TCPConn).CloseWrite() // the rest never comes
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	expectProblem(t, "truncated body", resp, b, http.StatusBadRequest, "invalid_json")
+	if strings.Contains(n.stderr.String(), `"level":"ERROR"`) {
+		t.Fatalf("a truncated body was logged as an error:\n%s", n.stderr.String())
+	}
+	if p := n.poll(t, "ws1", pubToken(t), "cursor=0"); len(p.Events) != 0 {
+		t.Fatalf("a truncated body reached the log: %+v", p.Events)
 	}
 }

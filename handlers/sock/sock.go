@@ -38,6 +38,14 @@ type Socket struct {
 	pending  []byte    // what WriteNow left of its frame
 	deadline time.Time // the write deadline set on conn
 
+	// WriteNow's call into RawConn.Control: one func value per socket,
+	// with its argument and results here (under mu), rather than a
+	// closure allocated per write (5,000 per event in a large workspace).
+	control func(fd uintptr)
+	frame   []byte
+	n       int
+	werr    error
+
 	lastWrite atomic.Int64 // UnixNano of the last write, read without mu
 }
 
@@ -53,6 +61,7 @@ func Own(c net.Conn, timeout time.Duration) *Socket {
 	if tcp, ok := c.(*net.TCPConn); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
 			s.raw = raw
+			s.control = s.writeFD
 		}
 	}
 	s.lastWrite.Store(time.Now().UnixNano())
@@ -77,20 +86,10 @@ func (s *Socket) WriteNow(frame []byte) (taken, partial bool) {
 	if s.closed || len(s.pending) > 0 {
 		return false, false
 	}
-	var (
-		n    int
-		werr error
-	)
-	err := s.raw.Control(func(fd uintptr) {
-		// Inside Control the runtime holds its reference on fd: a
-		// concurrent Close of the connection cannot release it.
-		for {
-			n, werr = unix.Write(int(fd), frame)
-			if werr != unix.EINTR {
-				return
-			}
-		}
-	})
+	s.frame = frame
+	err := s.raw.Control(s.control)
+	n, werr := s.n, s.werr
+	s.frame, s.werr = nil, nil
 	if err != nil || werr != nil || n <= 0 {
 		return false, false
 	}
@@ -100,6 +99,18 @@ func (s *Socket) WriteNow(frame []byte) (taken, partial bool) {
 		return true, true
 	}
 	return true, false
+}
+
+// writeFD is WriteNow's write(2), made inside RawConn.Control, where the
+// runtime holds its reference on fd: a concurrent Close of the connection
+// cannot release it. s.mu is held.
+func (s *Socket) writeFD(fd uintptr) {
+	for {
+		s.n, s.werr = unix.Write(int(fd), s.frame)
+		if s.werr != unix.EINTR {
+			return
+		}
+	}
 }
 
 // Write writes what WriteNow left, then b, and blocks until both are
