@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -509,10 +510,7 @@ func (t *PresenceTracker) expireTyping(ctx context.Context, key dueKey, token st
 // refreshAll extends the life of this node's connection records.
 func (t *PresenceTracker) refreshAll(ctx context.Context) {
 	t.mu.Lock()
-	ms := make([]*member, 0, len(t.members))
-	for _, m := range t.members {
-		ms = append(ms, m)
-	}
+	ms := slices.Collect(maps.Values(t.members))
 	t.mu.Unlock()
 	for _, m := range ms {
 		if ctx.Err() != nil {
