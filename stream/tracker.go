@@ -512,15 +512,17 @@ func (t *PresenceTracker) refreshAll(ctx context.Context) {
 	t.mu.Lock()
 	ms := slices.Collect(maps.Values(t.members))
 	t.mu.Unlock()
-	for _, m := range ms {
-		if ctx.Err() != nil {
+	// One deadline for the round, not a timer per record.
+	op, cancel := context.WithTimeout(ctx, storeTimeout+time.Duration(len(ms))*time.Millisecond)
+	defer cancel()
+	for i, m := range ms {
+		if op.Err() != nil {
+			t.cfg.Logger.WarnContext(op, "presence refresh round cut short", "left", len(ms)-i, "err", op.Err())
 			return
 		}
-		op, cancel := context.WithTimeout(ctx, storeTimeout)
 		if err := t.store.RefreshConn(op, m.key.ws, m.key.user, m.conn, t.cfg.ConnTTL); err != nil {
 			t.cfg.Logger.DebugContext(op, "presence not refreshed", "err", err)
 		}
-		cancel()
 	}
 }
 
