@@ -37,9 +37,14 @@ floor:
 	$(GO) run ./bench/floor -mode write -n 1000 -w 10 -rate 200 -duration 20s
 	$(GO) run ./bench/floor -mode longpoll -n 5000
 
-## fuzz: a short run of each fuzz target
+## fuzz: a short run of each fuzz target (FUZZTIME each, 10s by default)
+FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseID$$' -fuzztime 20s ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzParseID$$' -fuzztime $(FUZZTIME) ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTypes$$' -fuzztime $(FUZZTIME) ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) ./poll
+	$(GO) test -run '^$$' -fuzz '^FuzzRedactQuery$$' -fuzztime $(FUZZTIME) ./middleware
 
 clean:
 	rm -rf bin

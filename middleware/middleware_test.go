@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +116,29 @@ func TestAuthenticateTokenSources(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever a query string holds, a credential in it never reaches a log:
+// the value of a credential-named parameter does not survive redaction.
+func FuzzRedactQuery(f *testing.F) {
+	for _, s := range []string{"access_token=abc.def.ghi", "ACCESS_TOKEN=x&cursor=0", "token=" + strings.Repeat("t", 40), "%zz", "a=b;c=d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		out := middleware.RedactQuery(raw)
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		for k, vals := range v {
+			if !strings.Contains(strings.ToLower(k), "token") {
+				continue
+			}
+			for _, val := range vals {
+				if len(val) >= 4 && strings.Contains(out, url.QueryEscape(val)) && !strings.Contains(url.QueryEscape(k), url.QueryEscape(val)) && val != "REDACTED" {
+					t.Fatalf("RedactQuery(%q) = %q keeps %s's value", raw, out, k)
+				}
+			}
+		}
+	})
 }

@@ -142,3 +142,24 @@ func TestLongPollAdvancesPastHiddenEvents(t *testing.T) {
 		})
 	}
 }
+
+// A poll's query string from a client: parsing never panics, and what it
+// accepts is within the API's bounds.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"", "cursor=0", "cursor=z-5&limit=1000&wait=30&types=approval.*", "limit=-1", "wait=1e9", "cursor=%zz", "types=a..b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := poll.ParseQuery(v, 25*time.Second)
+		if err != nil {
+			return
+		}
+		if q.Limit < 1 || q.Limit > poll.MaxLimit || q.Wait < 0 || q.Wait > 25*time.Second {
+			t.Fatalf("ParseQuery(%q) = %+v: out of bounds", raw, q)
+		}
+	})
+}

@@ -200,9 +200,12 @@ if not e then
 end
 `
 
-// appendScript: KEYS stream, meta; ARGV body, maxlen, channel.
+// appendScript: KEYS stream, meta; ARGV body, maxlen, channel. The first
+// append makes the meta hash permanent (a read may have created it with an
+// expiry; see readScript).
 var appendScript = redis.NewScript(ensureEpoch + `
 local seq = redis.call('HINCRBY', KEYS[2], 's', 1)
+if seq == 1 then redis.call('PERSIST', KEYS[2]) end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'b', ARGV[1])
 redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
 return {e, seq}
@@ -215,6 +218,7 @@ var appendOnceScript = redis.NewScript(ensureEpoch + `
 local rec = redis.call('GET', KEYS[3])
 if rec then return {'replay', rec} end
 local seq = redis.call('HINCRBY', KEYS[2], 's', 1)
+if seq == 1 then redis.call('PERSIST', KEYS[2]) end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'b', ARGV[1])
 redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
 redis.call('SET', KEYS[3], ARGV[4] .. '\n' .. e .. '\n' .. seq .. '\n' .. ARGV[1], 'PX', ARGV[5])
@@ -222,12 +226,16 @@ return {e, seq}
 `)
 
 // readScript: KEYS stream, meta; ARGV cursor epoch ("" for the zero
-// cursor), cursor seq, limit (0: head only). Returns {epoch, head seq,
-// first retained seq or head+1, entries}. Whether the cursor continues is
-// decided in Go by stream.Continuous; the script only skips the range read
-// when it is certainly pointless.
+// cursor), cursor seq, limit (0: head only), idle ms. Returns {epoch, head
+// seq, first retained seq or head+1, entries}. Whether the cursor
+// continues is decided in Go by stream.Continuous; the script only skips
+// the range read when it is certainly pointless. A workspace nothing was
+// ever appended to keeps its meta hash (its epoch, so that a poller's
+// cursor stays valid) only for idle ms after its last read: reads of
+// unused workspaces leave nothing behind for good.
 var readScript = redis.NewScript(ensureEpoch + `
 local s = tonumber(redis.call('HGET', KEYS[2], 's'))
+if s == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 local limit = tonumber(ARGV[3])
 if limit == 0 then return {e, s, 0, {}} end
 local first = s + 1
@@ -405,7 +413,7 @@ func (l *Log) read(ctx context.Context, ws string, after stream.ID, limit int) (
 		cursorEpoch = strconv.FormatUint(after.Epoch, 10)
 	}
 	res, err := readScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws)},
-		cursorEpoch, strconv.FormatUint(after.Seq, 10), limit).Slice()
+		cursorEpoch, strconv.FormatUint(after.Seq, 10), limit, unusedTTL.Milliseconds()).Slice()
 	if err != nil {
 		return 0, 0, 0, nil, unavailable("read "+ws, err)
 	}
@@ -508,6 +516,10 @@ func (l *Log) Close() error {
 	l.hub.Close()
 	return l.rdb.Close()
 }
+
+// unusedTTL is how long the meta hash of a workspace that was read but
+// never appended to outlives its last read.
+const unusedTTL = 24 * time.Hour
 
 // feedPing is how long the feed waits for a message before it pings, so a
 // half-open connection is noticed.

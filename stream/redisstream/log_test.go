@@ -206,3 +206,46 @@ func TestConformanceOnCluster(t *testing.T) {
 		t.Logf("3 workspaces over %d slots", len(slots))
 	})
 }
+
+// Reading workspaces nothing was appended to leaves nothing behind for
+// good: their meta hashes expire a day after the last read, and the first
+// append makes a workspace's permanent.
+func TestReadsOfUnusedWorkspacesExpire(t *testing.T) {
+	srv := redistest.Start(t)
+	l := open(t, srv, 100)
+	rdb := srv.Client()
+	defer rdb.Close()
+	for i := range 200 {
+		ws := fmt.Sprintf("unused%d", i)
+		if _, err := l.Read(t.Context(), ws, stream.ID{}, 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Head(t.Context(), ws); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := rdb.Keys(t.Context(), l.Prefix()+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if ttl := rdb.PTTL(t.Context(), k).Val(); ttl <= 0 {
+			t.Fatalf("%s kept with no expiry after reads alone (PTTL %v)", k, ttl)
+		}
+	}
+	// A cursor from a read stays valid while the workspace is read.
+	head, _ := l.Head(t.Context(), "unused0")
+	if _, err := l.Read(t.Context(), "unused0", head, 10); err != nil {
+		t.Fatalf("reading after the head of an unused workspace: %v", err)
+	}
+	if _, err := l.Append(t.Context(), streamtest.Ev("unused0", "chat.message", 1)); err != nil {
+		t.Fatal(err)
+	}
+	meta := l.Prefix() + ":{unused0}:m"
+	if ttl := rdb.PTTL(t.Context(), meta).Val(); ttl != -1 {
+		t.Fatalf("a workspace's meta hash after its first append has PTTL %v; want none (-1)", ttl)
+	}
+	if p, err := l.Read(t.Context(), "unused0", head, 10); err != nil || len(p.Events) != 1 {
+		t.Fatalf("the event after the pre-append head: %v %v", p.Events, err)
+	}
+}
