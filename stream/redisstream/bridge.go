@@ -128,6 +128,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}
 	leader, grouped := false, false
+	// "$" the first time: the group starts with the events published from
+	// now on. After the group vanished under a running bridge (Redis
+	// flushed, or restarted without persistence), "0": the stream then holds
+	// what was added since the loss, which must not be skipped (repeats of
+	// what was bridged before are dropped by upstream id).
+	start := "$"
 	defer func() {
 		if leader {
 			// Hand over at once rather than after the lease runs out.
@@ -136,8 +142,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}()
 	for ctx.Err() == nil {
 		if !grouped {
-			// "$": the group starts with the events published from now on.
-			err := rdb.XGroupCreateMkStream(ctx, cfg.Stream, cfg.Group, "$").Err()
+			err := rdb.XGroupCreateMkStream(ctx, cfg.Stream, cfg.Group, start).Err()
 			if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 				if ctx.Err() == nil {
 					cfg.Logger.Warn("bridge: cannot create consumer group, retrying", "err", err)
@@ -149,6 +154,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 				continue
 			}
 			grouped = true
+			if start == "0" {
+				cfg.Logger.Warn("bridge: consumer group recreated from the start of the stream", "group", cfg.Group)
+			}
 		}
 		if !leader {
 			ok, err := rdb.SetNX(ctx, b.key, cfg.Consumer, cfg.Lease).Result()
@@ -178,6 +186,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if err := b.step(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if isNoGroup(err) {
+				// Redis lost the group (and likely the stream with it):
+				// recreate it and read what came since.
+				cfg.Logger.Warn("bridge: consumer group lost, Redis lost data; recreating it", "err", err)
+				grouped, start = false, "0"
+				continue
 			}
 			cfg.Logger.Warn("bridge: step failed, retrying", "err", err)
 			if !wait(backoff) {
@@ -256,6 +271,12 @@ func (b *Bridge) step(ctx context.Context) error {
 	return failure
 }
 
+// isNoGroup reports Redis's answer to a read of a group that does not
+// exist (any more).
+func isNoGroup(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "NOGROUP")
+}
+
 func messages(res []redis.XStream) []redis.XMessage {
 	if len(res) == 0 {
 		return nil
@@ -272,7 +293,12 @@ func (b *Bridge) bridge(ctx context.Context, m redis.XMessage) error {
 	}
 	e, replayed, err := b.log.AppendOnce(ctx, ev.Event, stream.Once{Key: "bus:" + ev.upstreamID, TTL: b.cfg.DedupeTTL})
 	if err != nil {
-		return err
+		if errors.Is(err, stream.ErrUnavailable) || ctx.Err() != nil {
+			return err // the store: retried, in order
+		}
+		// Inherent to the entry: retrying cannot help, and the bus must
+		// move on.
+		return b.deadLetter(ctx, m, "cannot append: "+err.Error())
 	}
 	b.cfg.Logger.Debug("bridged", "entry", m.ID, "event_id", e.ID.String(), "workspace", e.WorkspaceID,
 		"type", e.Type, "correlation_id", e.CorrelationID, "repeat", replayed)
@@ -326,6 +352,11 @@ func (b *Bridge) translate(m redis.XMessage) (translated, string) {
 		Data: be.Data, Timestamp: time.Now().UTC(),
 	}
 	if ts, err := time.Parse(time.RFC3339Nano, be.Timestamp); err == nil {
+		if y := ts.UTC().Year(); y < 1 || y > 9999 {
+			// 9999-12-31T23:59:59-01:00 is year 10000 in UTC, which no
+			// JSON timestamp can hold.
+			return translated{}, fmt.Sprintf("timestamp %q is outside years 1-9999 in UTC", be.Timestamp)
+		}
 		e.Timestamp = ts.UTC()
 	}
 	if e.CorrelationID == "" {
@@ -336,6 +367,9 @@ func (b *Bridge) translate(m redis.XMessage) (translated, string) {
 	}
 	if len(e.CorrelationID) > 128 || len(e.Source) > 128 || len(e.TargetUserID) > 128 {
 		return translated{}, "correlationId, source or userId longer than 128 bytes"
+	}
+	if _, err := e.Body(); err != nil {
+		return translated{}, "cannot encode: " + err.Error()
 	}
 	return translated{Event: e, upstreamID: upstream}, ""
 }
@@ -371,19 +405,35 @@ func parseBaseEvent(v map[string]any) (BaseEvent, error) {
 
 // deadLetterScript adds an entry to the dead-letter stream once per bus
 // entry: a bridge that crashed after dead-lettering but before its ack
-// must not dead-letter it again. KEYS dead-letter stream, seen marker (in
-// the stream's slot); ARGV ttl ms, then field/value pairs.
+// must not dead-letter it again. The marker follows the copy: an XADD that
+// fails leaves no marker, so the retry dead-letters the entry rather than
+// acknowledging it unseen. KEYS dead-letter stream, seen marker (in the
+// stream's slot); ARGV ttl ms, then a bounded number of field/value pairs.
 var deadLetterScript = redis.NewScript(`
-if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', 100000, '*', unpack(ARGV, 2))
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[1])
 return 1
 `)
+
+// maxDeadFields is how many of an entry's fields a dead letter copies one
+// by one; an entry with more is copied as one JSON object (fields), since
+// a script's arguments are bounded (5,000 fields failed to unpack).
+const maxDeadFields = 64
 
 // deadLetter records an entry the bridge cannot carry, with the reason.
 func (b *Bridge) deadLetter(ctx context.Context, m redis.XMessage, reason string) error {
 	values := []any{b.dedupeTTL().Milliseconds(), "reason", reason, "entry", m.ID, "bus", b.cfg.Stream}
-	for k, v := range m.Values {
-		values = append(values, "field:"+k, v)
+	if len(m.Values) <= maxDeadFields {
+		for k, v := range m.Values {
+			values = append(values, "field:"+k, v)
+		}
+	} else {
+		all, err := json.Marshal(m.Values)
+		if err != nil {
+			return fmt.Errorf("dead-letter %s: encode fields: %w", m.ID, err)
+		}
+		values = append(values, "fields", string(all))
 	}
 	// "{stream}..." hashes like the stream's own name: one slot.
 	seen := "{" + b.cfg.DeadLetter + "}:seen:" + m.ID

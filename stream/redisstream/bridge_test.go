@@ -236,3 +236,108 @@ func TestBridgeFailover(t *testing.T) {
 	}
 	waitPendingZero(t, rdb, bus)
 }
+
+// Redis loses the bus, its group and the logs (FLUSHALL, then a restart
+// without persistence) while the bridge runs and entries keep coming: the
+// bridge notices, recreates its group, and every entry added after each
+// loss is in its workspace log once, in bus order.
+func TestBridgeRecoversAfterRedisLosesData(t *testing.T) {
+	srv := redistest.Start(t)
+	l := open(t, srv, 1000)
+	rdb := srv.Client()
+	bus := "bus-loss"
+	runBridge(t, l, bus, "node-a")
+	waitGroup(t, rdb, bus)
+	msg := func(n int) map[string]any {
+		return baseEvent(fmt.Sprintf("m%d", n), "chat.message", "acme", "", fmt.Sprintf(`{"chatId":"c","id":"m%d","text":"t"}`, n))
+	}
+	add := func(c *redis.Client, n int) {
+		t.Helper()
+		if err := c.XAdd(t.Context(), &redis.XAddArgs{Stream: bus, Values: msg(n)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := range 3 {
+		add(rdb, n)
+	}
+	waitLog(t, l, "acme", 3)
+
+	srv.FlushAll() // the log, the bus and its group are gone
+	for n := 3; n < 6; n++ {
+		add(rdb, n)
+	}
+	check := func(want []string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			p, err := l.Read(t.Context(), "acme", stream.ID{}, 100)
+			var got []string
+			for _, e := range p.Events {
+				got = append(got, e.CorrelationID)
+			}
+			if err == nil && strings.Join(got, ",") == strings.Join(want, ",") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("acme holds %v (%v); want %v", got, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	check([]string{"corr-m3", "corr-m4", "corr-m5"})
+
+	srv.Restart() // without persistence: everything is gone again
+	rdb2 := srv.Client()
+	defer rdb2.Close()
+	for n := 6; n < 9; n++ {
+		add(rdb2, n)
+	}
+	check([]string{"corr-m6", "corr-m7", "corr-m8"})
+}
+
+// An entry the log can never take (a timestamp past year 9999 in UTC) and
+// one too big for a script's arguments are dead-lettered, each with its
+// reason, and the valid entry behind them is bridged: nothing stops the bus.
+func TestBridgePoisonEntriesMoveOn(t *testing.T) {
+	srv := redistest.Start(t)
+	l := open(t, srv, 1000)
+	rdb := srv.Client()
+	bus := "bus-poison"
+	runBridge(t, l, bus, "node-a")
+	waitGroup(t, rdb, bus)
+	b, _ := json.Marshal(map[string]any{"id": "p1", "type": "chat.message", "tenantId": "acme", "timestamp": "9999-12-31T23:59:59-01:00",
+		"data": json.RawMessage(`{"chatId":"c","id":"p1","text":"t"}`)})
+	poison := rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: bus, Values: map[string]any{"event": string(b)}}).Val()
+	wide := map[string]any{"id": "w1", "tenantId": "acme", "type": "billing.paid", "data": `{}`}
+	for i := range 5000 {
+		wide[fmt.Sprintf("f%d", i)] = "x"
+	}
+	wideID := rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: bus, Values: wide}).Val()
+	rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: bus, Values: baseEvent("ok1", "chat.message", "acme", "", `{"chatId":"c","id":"ok1","text":"t"}`)})
+	if got := waitLog(t, l, "acme", 1); len(got) != 1 || got[0].CorrelationID != "corr-ok1" {
+		t.Fatalf("acme holds %v; want just the valid entry", got)
+	}
+	waitPendingZero(t, rdb, bus)
+	dead, err := rdb.XRange(t.Context(), bus+":dead", "-", "+").Result()
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("dead letters: %d, %v; want 2", len(dead), err)
+	}
+	reasons := map[string]string{}
+	for _, d := range dead {
+		entry, _ := d.Values["entry"].(string)
+		reasons[entry], _ = d.Values["reason"].(string)
+	}
+	if !strings.Contains(reasons[poison], "outside years") {
+		t.Errorf("poison entry's reason %q", reasons[poison])
+	}
+	if !strings.Contains(reasons[wideID], "unmapped") {
+		t.Errorf("wide entry's reason %q", reasons[wideID])
+	}
+	for _, d := range dead {
+		if e, _ := d.Values["entry"].(string); e == wideID {
+			if f, _ := d.Values["fields"].(string); !strings.Contains(f, `"f4999":"x"`) {
+				t.Errorf("the wide entry's dead letter lacks its fields")
+			}
+		}
+	}
+}
