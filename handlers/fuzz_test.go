@@ -1,0 +1,62 @@
+package handlers_test
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/realtime-dev/realtime/handlers"
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// Every body a client can send to the routes that take one (publish,
+// presence, typing) is answered with a status below 500, and only a 201
+// puts an event in the log.
+func FuzzRequestBodies(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"chat.message","data":{"chatId":"c","id":"m","text":"hi"}}`,
+		`{"type":"notification.new","targetUserId":"u2","data":{"id":"n"}}`,
+		`{"status":"away"}`, `{"typing":true}`, `{"typing":"yes"}`, `{`, `[]`, "{\"type\":\"chat.message\",\"data\":{\"text\":\"\xff\"}}",
+		`{"type":"chat.message","data":{"chatId":"c","id":"m","text":"hi"},"correlationId":"` + strings.Repeat("x", 200) + `"}`,
+	} {
+		for route := range 3 {
+			f.Add(uint8(route), s)
+		}
+	}
+	log := stream.NewMemory(stream.MemoryConfig{})
+	f.Cleanup(func() { log.Close() })
+	pres := stream.NewPresenceTracker(log, log, stream.PresenceConfig{})
+	f.Cleanup(pres.Close)
+	v, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := handlers.New(slog.New(slog.DiscardHandler), handlers.Config{}, log, pres, log, v, f.Context())
+	tok, _ := appmw.IssueToken(secret, appmw.TokenSpec{Subject: "u1", Workspaces: []string{"*"}, Scopes: []string{appmw.ScopePublish}, TTL: time.Hour}, time.Now())
+	f.Fuzz(func(t *testing.T, route uint8, body string) {
+		method, path := "POST", "/v1/workspaces/ws1/events"
+		switch route % 3 {
+		case 1:
+			method, path = "PUT", "/v1/workspaces/ws1/presence"
+		case 2:
+			path = "/v1/workspaces/ws1/chats/c1/typing"
+		}
+		before, _ := log.Head(t.Context(), "ws1")
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", method, path, body, rec.Code, rec.Body)
+		}
+		after, _ := log.Head(t.Context(), "ws1")
+		if appended := after.Seq - before.Seq; (rec.Code == http.StatusCreated) != (appended == 1) || appended > 1 {
+			t.Fatalf("%s %q: %d, and the log gained %d events", path, body, rec.Code, appended)
+		}
+	})
+}

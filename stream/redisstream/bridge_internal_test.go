@@ -1,0 +1,43 @@
+package redisstream
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// Whatever an Event Bus entry holds, translating it never panics, and what
+// it accepts is an event the log can store and serve: a valid type and
+// workspace, bounded fields, an envelope that encodes.
+func FuzzTranslate(f *testing.F) {
+	for _, s := range [][2]string{
+		{"event", `{"id":"e1","type":"chat.message","tenantId":"acme","timestamp":"2026-11-26T09:30:00Z","data":{"chatId":"c","id":"m","text":"t"}}`},
+		{"event", `{"id":"e2","type":"notification.new","tenantId":"acme","userId":"bob","data":{"id":"n"}}`},
+		{"event", `{"type":"chat.message","tenantId":"acme","timestamp":"9999-12-31T23:59:59-01:00","data":{}}`},
+		{"event", `not json`},
+		{"data", `{"x":1}`},
+	} {
+		f.Add(s[0], s[1], "acme", "agent.status.changed")
+	}
+	b := &Bridge{cfg: BridgeConfig{Validate: func(string, json.RawMessage) error { return nil }}}
+	f.Fuzz(func(t *testing.T, field, value, tenant, typ string) {
+		for _, values := range []map[string]any{
+			{field: value},
+			{"type": typ, "tenantId": tenant, "data": value, field: value},
+		} {
+			ev, reason := b.translate(redis.XMessage{ID: "1-0", Values: values})
+			if reason != "" {
+				continue
+			}
+			if !stream.ValidType(ev.Type) || !stream.ValidWorkspace(ev.WorkspaceID) || ev.upstreamID == "" {
+				t.Fatalf("translate(%v) accepted %+v", values, ev.Event)
+			}
+			if _, err := ev.Body(); err != nil {
+				t.Fatalf("translate(%v) accepted an event that does not encode: %v", values, err)
+			}
+		}
+	})
+}
