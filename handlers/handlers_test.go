@@ -162,6 +162,23 @@ func TestStreamEndsWhenTokenExpires(t *testing.T) {
 	})
 }
 
+// The verifier's leeway on exp holds for the stream too: a stream ends that
+// long after its token's exp, so a token accepted within the leeway does
+// not open a stream that closes at once.
+func TestStreamExpiryHonoursTheLeeway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := stream.NewMemory(stream.MemoryConfig{})
+		defer log.Close()
+		h := newHandler(t, handlers.Config{Heartbeat: 15 * time.Second, TokenLeeway: 30 * time.Second}, log, t.Context())
+		start := time.Now()
+		_, done := streamFor(t, h, t.Context(), mint(t, 10*time.Second), "")
+		<-done
+		if took := time.Since(start); took != 40*time.Second {
+			t.Fatalf("stream ended after %v; want exp (10s) plus the leeway (30s)", took)
+		}
+	})
+}
+
 func TestDrainTellsStreamsToComeBackSoon(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log := stream.NewMemory(stream.MemoryConfig{})

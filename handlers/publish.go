@@ -45,17 +45,6 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 				detail: "Idempotency-Key must be 1-255 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-255 printable ASCII characters"}})
 			return
 		}
-		if cfg.PublishRate.Per > 0 {
-			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate)
-			if err != nil {
-				writeError(logger, w, r, err)
-				return
-			}
-			if !ok {
-				writeError(logger, w, r, &errRateLimited{wait: wait})
-				return
-			}
-		}
 		raw, ok := readJSON(logger, w, r, cfg)
 		if !ok {
 			return
@@ -86,6 +75,20 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 		}
 		w.Header().Set("X-Correlation-ID", corr)
 		appmw.AddLogAttrs(r.Context(), slog.String("correlation_id", corr), slog.String("event_type", req.Type))
+		// The workspace's bucket is taken only by a valid publish: it is
+		// shared by every publisher of the workspace, and one that sends
+		// malformed events must not use up the others' rate.
+		if cfg.PublishRate.Per > 0 {
+			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate)
+			if err != nil {
+				writeError(logger, w, r, err)
+				return
+			}
+			if !ok {
+				writeError(logger, w, r, &errRateLimited{wait: wait})
+				return
+			}
+		}
 		ev := &stream.Event{
 			Type: req.Type, WorkspaceID: ws, TargetUserID: req.TargetUserID, CorrelationID: corr,
 			Source: req.Source, Timestamp: time.Now().UTC(), Data: req.Data,

@@ -41,6 +41,11 @@ type Config struct {
 	// PresenceRate limits each user's presence and typing changes per
 	// workspace, across nodes; a zero Per means no limit.
 	PresenceRate stream.Rate
+	// TokenLeeway is the clock skew the token verifier tolerates on exp;
+	// a stream ends that long after its token's exp, so that a token
+	// accepted within the leeway does not open a stream that closes at
+	// once (0).
+	TokenLeeway time.Duration
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
 	IdempotencyTTL time.Duration
 	// Hijacked, when set, lets HTTP/1 streams take over their connection

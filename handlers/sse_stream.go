@@ -57,7 +57,9 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 	defer cancel(nil)
 	stopDrain := context.AfterFunc(streams, func() { cancel(errDraining) })
 	defer stopDrain()
-	expiry := time.AfterFunc(time.Until(st.expires), func() { cancel(errTokenExpired) })
+	// The leeway the verifier granted on exp applies here too: a token
+	// accepted within it must not open a stream that ends at once.
+	expiry := time.AfterFunc(time.Until(st.expires.Add(cfg.TokenLeeway)), func() { cancel(errTokenExpired) })
 	defer expiry.Stop()
 	opened := time.Now()
 

@@ -40,6 +40,12 @@ func TestPublishRateLimitSharedAcrossNodes(t *testing.T) {
 
 func TestEmbeddedPublishRateLimit(t *testing.T) {
 	n := startNode(t, map[string]string{"REALTIME_PUBLISH_RATE": "1", "REALTIME_PUBLISH_BURST": "1"})
+	// Invalid publishes spend no token: a publisher that sends malformed
+	// events does not use up the workspace's rate for the others.
+	for range 5 {
+		resp, body := do(t, "POST", n.URL+"/v1/workspaces/ws1/events", pubToken(t), `{"type":"chat.message","data":{}}`)
+		expectProblem(t, "invalid publish", resp, body, http.StatusUnprocessableEntity, "invalid_event")
+	}
 	n.publish(t, "ws1", chat(1))
 	resp, body := do(t, "POST", n.URL+"/v1/workspaces/ws1/events", pubToken(t), chat(2))
 	expectProblem(t, "second publish", resp, body, http.StatusTooManyRequests, "rate_limited")

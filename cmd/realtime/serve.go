@@ -44,7 +44,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		rand.Read(secret)
 		secret = []byte(hex.EncodeToString(secret))
 	}
-	auth, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: 30 * time.Second})
+	const leeway = 30 * time.Second
+	auth, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: leeway})
 	if err != nil {
 		return err
 	}
@@ -82,8 +83,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
-			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst},
-			Hijacked:     &hijacked,
+			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst}, TokenLeeway: leeway,
+			Hijacked: &hijacked,
 		}, log, presence, be.limits, auth, streams),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

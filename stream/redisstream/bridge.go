@@ -118,7 +118,9 @@ return 0
 // logged and retried with backoff, never fatal.
 func (b *Bridge) Run(ctx context.Context) error {
 	rdb, cfg := b.log.rdb, b.cfg
-	backoff := 100 * time.Millisecond
+	// The back-off stays under a quarter of the lease, so that a store
+	// hiccup does not let the lease lapse and another node take over.
+	backoff := min(100*time.Millisecond, cfg.Lease/4)
 	wait := func(d time.Duration) bool {
 		select {
 		case <-ctx.Done():
@@ -150,7 +152,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 				if !wait(backoff) {
 					return nil
 				}
-				backoff = min(backoff*2, 5*time.Second)
+				backoff = min(backoff*2, 5*time.Second, cfg.Lease/4)
 				continue
 			}
 			grouped = true
@@ -198,10 +200,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 			if !wait(backoff) {
 				return nil
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			backoff = min(backoff*2, 5*time.Second, cfg.Lease/4)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff = min(100*time.Millisecond, cfg.Lease/4)
 	}
 	return nil
 }
