@@ -302,3 +302,30 @@ func TestTruncatedBodyIsABadRequest(t *testing.T) {
 		t.Fatalf("a truncated body reached the log: %+v", p.Events)
 	}
 }
+
+// A stalled Redis (stopped, its connections open): readiness says so
+// within its own 2 s bound, so a load balancer takes the node out, and
+// comes back when Redis does.
+func TestReadinessDuringARedisStall(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNode(t, redisEnv(srv))
+	n.publish(t, "ws1", chat(1))
+	srv.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			srv.Resume()
+		}
+	}()
+	start := time.Now()
+	resp, body := do(t, "GET", n.URL+"/readyz", "", "")
+	took := time.Since(start)
+	expectProblem(t, "readyz during a stall", resp, body, 503, "not_ready")
+	if took > 2500*time.Millisecond {
+		t.Errorf("readyz answered after %v during a Redis stall; want its own 2s bound", took)
+	}
+	srv.Resume()
+	resumed = true
+	waitReady(t, n)
+	n.publish(t, "ws1", chat(2))
+}

@@ -80,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("parse redis cluster url: %w", err)
 		}
 		opt.MaxRetries = -1
+		opt.ContextTimeoutEnabled = true
 		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
 		bufferDefaults(&opt.ReadBufferSize, &opt.WriteBufferSize)
 		protocolDefault(&opt.Protocol, cfg.URL)
@@ -90,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("parse redis url: %w", err)
 		}
 		opt.MaxRetries = -1
+		// A caller's deadline bounds its command (readiness answers
+		// within its 2 s during a Redis stall, not after go-redis's own
+		// timeouts); a context without one keeps go-redis's timeouts.
+		opt.ContextTimeoutEnabled = true
 		poolDefaults(&opt.PoolSize, &opt.PoolTimeout, cfg.URL)
 		bufferDefaults(&opt.ReadBufferSize, &opt.WriteBufferSize)
 		protocolDefault(&opt.Protocol, cfg.URL)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,6 +117,13 @@ func (s *Server) Kill() {
 	<-s.done
 	s.cmd = nil
 }
+
+// Pause stops the server without closing its connections (SIGSTOP), as a
+// stalled Redis would; Resume lets it go on.
+func (s *Server) Pause() { s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Restart kills the server and starts a new one on the same port. Without
 // persistence, the new one is empty.
