@@ -80,8 +80,20 @@ func (h *heartbeats) sweep(now time.Time, list []*sseStream) []*sseStream {
 	}
 	h.mu.Unlock()
 	for _, st := range list {
-		if now.Sub(st.out.LastWrite()) >= h.every {
+		// A silent stream gets a heartbeat (after an id-only frame when
+		// events its filter hides have passed). One that is not silent
+		// still gets that id-only frame once an interval: a stream busy
+		// with presence frames is never silent, and its resume point must
+		// move past hidden events all the same.
+		silent := now.Sub(st.out.LastWrite()) >= h.every
+		if !silent && now.UnixNano()-st.lastPing.Load() < int64(h.every) {
+			continue
+		}
+		st.lastPing.Store(now.UnixNano())
+		if silent {
 			st.tail.Ping(heartbeatFrame)
+		} else {
+			st.tail.Ping(nil)
 		}
 	}
 	clear(list) // hold no stream that ends

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	appmw "github.com/realtime-dev/realtime/middleware"
@@ -41,6 +42,8 @@ type sseStream struct {
 	conns    *connLimit
 	pres     *stream.PresenceTracker
 	beats    *heartbeats // set when out takes direct writes
+	// lastPing is when the sweeper last pinged the stream (UnixNano).
+	lastPing atomic.Int64
 }
 
 // run sends the opening frames and then every batch until the client

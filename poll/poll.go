@@ -149,6 +149,9 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 			}
 			sub.Close()
 			sub = log.Subscribe(workspace, filter, ephemeralQueue)
+			if errors.Is(sub.Err(), stream.ErrTooManyWorkspaces) {
+				return res, release, nil // no room to wait here: answer now
+			}
 			continue
 		}
 		switch {

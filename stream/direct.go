@@ -143,9 +143,9 @@ func (s *Subscription) settle(e *Event, o outcome) {
 	}
 }
 
-// ping writes beat, an ephemeral frame such as a heartbeat, to the
-// subscription's DirectWriter if the reader is parked with nothing queued,
-// and reports whether it did. When events the reader's filter hides have
+// ping writes beat, an ephemeral frame such as a heartbeat (or nothing,
+// when beat is empty), to the subscription's DirectWriter if the reader is
+// parked with nothing queued, and reports whether it wrote anything. When events the reader's filter hides have
 // passed since its last delivery, the frame is preceded by an id-only
 // frame with the last of them (see Covered), so that its resume point
 // moves past them.
@@ -159,7 +159,7 @@ func (s *Subscription) ping(beat []byte) bool {
 	if last := s.t.last; s.hiddenSince(last) {
 		o = s.direct(last, appendPosition(make([]byte, 0, len(beat)+40), last, beat))
 	}
-	if o == queued {
+	if o == queued && len(beat) > 0 {
 		o = s.direct(ID{}, beat)
 	}
 	if o == writtenInPart {

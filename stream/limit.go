@@ -29,6 +29,7 @@ type Rate struct {
 type bucket struct {
 	tokens float64
 	at     time.Time
+	rate   Rate // the rate it was last taken at: buckets of several rates share the map
 }
 
 // take refills b to now and takes a token if there is one; otherwise it
@@ -38,7 +39,7 @@ func (b *bucket) take(r Rate, now time.Time) (bool, time.Duration) {
 		b.tokens, b.at = float64(r.Burst), now
 	}
 	b.tokens = math.Min(float64(r.Burst), b.tokens+now.Sub(b.at).Seconds()*r.Per)
-	b.at = now
+	b.at, b.rate = now, r
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
@@ -68,7 +69,7 @@ func (m *Memory) Allow(ctx context.Context, key string, r Rate) (bool, time.Dura
 	if len(m.lim.buckets) > 100000 {
 		// Full buckets carry no state worth keeping.
 		for k, b := range m.lim.buckets {
-			if now.Sub(b.at).Seconds()*r.Per+b.tokens >= float64(r.Burst) {
+			if now.Sub(b.at).Seconds()*b.rate.Per+b.tokens >= float64(b.rate.Burst) {
 				delete(m.lim.buckets, k)
 			}
 		}

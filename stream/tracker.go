@@ -165,10 +165,12 @@ func NewPresenceTracker(store PresenceStore, out Broadcaster, cfg PresenceConfig
 	return t
 }
 
-// Close announces the changes still pending and stops the tracker; what
-// was scheduled later (settles, typing expiry) is dropped. Later calls to
-// the other methods still reach the store but schedule nothing. It is
-// idempotent.
+// Close makes the store calls still queued (the connections of streams
+// that ended, which would otherwise linger for ConnTTL), announces the
+// changes still pending, and stops the tracker; what was scheduled later
+// (settles, typing expiry) is dropped. After it, Join and Leave do
+// nothing, and SetStatus and SetTyping reach the store but schedule
+// nothing. It is idempotent.
 func (t *PresenceTracker) Close() {
 	t.mu.Lock()
 	t.closed = true
@@ -247,8 +249,12 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 		if len(jobs) == 0 {
 			return
 		}
-		for _, j := range jobs {
+		for i, j := range jobs {
 			if ctx.Err() != nil {
+				// Stopping: give the rest back, for Close's last round.
+				t.mu.Lock()
+				t.jobs = append(jobs[i:], t.jobs...)
+				t.mu.Unlock()
 				return
 			}
 			op, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -300,11 +306,11 @@ func (t *PresenceTracker) SetTyping(ctx context.Context, ws, chat, user string, 
 	if err != nil {
 		return err
 	}
-	key := dueKey{kind: dueTyping, ws: ws, a: chat, b: user}
 	if typing {
-		t.schedule(key, token, time.Now().Add(t.cfg.TypingTTL))
-	} else {
-		t.unschedule(key)
+		// One expiry per setter: whichever token the store kept, its
+		// setter's expiry announces the stop, and the others' find a
+		// newer token and do nothing (two tabs typing at once).
+		t.schedule(dueKey{kind: dueTyping, ws: ws, a: chat, b: user, token: token}, token, time.Now().Add(t.cfg.TypingTTL))
 	}
 	if changed {
 		typ := TypeTypingStopped
@@ -371,6 +377,9 @@ func (t *PresenceTracker) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			last, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			t.runJobs(last)
+			cancel()
 			t.flushAll()
 			return
 		case <-t.wake:
@@ -544,12 +553,6 @@ func (t *PresenceTracker) scheduleLocked(key dueKey, token string, at time.Time)
 	}
 }
 
-func (t *PresenceTracker) unschedule(key dueKey) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.due.remove(key)
-}
-
 // Kinds of due items.
 const (
 	dueFlush  = iota // announce ws's pending changes
@@ -561,9 +564,10 @@ const (
 
 // dueKey names a due item; one schedule per key.
 type dueKey struct {
-	kind int
-	ws   string
-	a, b string
+	kind  int
+	ws    string
+	a, b  string
+	token string // a typing expiry's setter
 }
 
 type dueItem struct {
@@ -614,13 +618,6 @@ func (h *dueHeap) set(key dueKey, token string, at time.Time) bool {
 	}
 	after, _ := h.next()
 	return !after.Equal(before)
-}
-
-func (h *dueHeap) remove(key dueKey) {
-	if it, ok := h.byKey[key]; ok {
-		heap.Remove(h, it.index)
-		delete(h.byKey, key)
-	}
 }
 
 // next returns the earliest item's time.

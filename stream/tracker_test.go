@@ -219,3 +219,52 @@ func TestPresenceTrackerCloseFlushes(t *testing.T) {
 		}
 	})
 }
+
+// Two setters of one user's typing at once (two tabs): whichever the store
+// kept, typing stops by itself when its TTL passes.
+func TestPresenceTrackerConcurrentTypingStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := stream.NewMemory(stream.MemoryConfig{})
+		defer l.Close()
+		tr := stream.NewPresenceTracker(l, l, stream.PresenceConfig{TypingTTL: 3 * time.Second})
+		defer tr.Close()
+		w := watch(t, l, "ws1")
+		for range 2 {
+			if err := tr.SetTyping(t.Context(), "ws1", "chat1", "carol", true, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		var types []string
+		for _, e := range w.events() {
+			types = append(types, e.Type)
+		}
+		if !slices.Equal(types, []string{stream.TypeTypingStarted, stream.TypeTypingStopped}) {
+			t.Fatalf("events %v; want one start and one stop", types)
+		}
+	})
+}
+
+// Close still forgets the connections of streams that ended just before
+// it: their records do not linger in the store.
+func TestPresenceTrackerCloseRunsQueuedCloses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := stream.NewMemory(stream.MemoryConfig{})
+		defer l.Close()
+		tr := stream.NewPresenceTracker(l, l, stream.PresenceConfig{})
+		tr.Join("ws1", "dave")
+		m := tr.Join("ws1", "erin")
+		synctest.Wait() // both recorded
+		m.Leave()       // erin's close is queued
+		tr.Close()
+		ps, _ := l.ListPresence(t.Context(), "ws1")
+		var got []string
+		for _, p := range ps {
+			got = append(got, p.UserID)
+		}
+		if !slices.Equal(got, []string{"dave"}) {
+			t.Fatalf("present after Close: %v; want only dave (erin's stream ended)", got)
+		}
+	})
+}

@@ -240,7 +240,18 @@ export function connect(options) {
       touch();
       live('sse');
     });
-    source.addEventListener('heartbeat', () => ready && touch());
+    // A filtered stream is told, with an id-only frame, that events it may
+    // not see have passed; the browser then hands that id to the next
+    // event it dispatches (a heartbeat, presence, typing), which is where
+    // the resume point moves, or a reconnect would be reset for nothing.
+    const advance = (e) => {
+      if (e.lastEventId) cursor = e.lastEventId;
+    };
+    source.addEventListener('heartbeat', (e) => {
+      if (!ready) return;
+      advance(e);
+      touch();
+    });
     source.addEventListener('sync.reset', (e) => {
       if (!ready) return;
       touch();
@@ -259,6 +270,7 @@ export function connect(options) {
       } catch (_) {
         return;
       }
+      if (!ev || !ev.id) advance(e); // ephemeral: no id of its own
       deliver(ev);
     };
     const custom = [...listeners.keys()].filter((t) => t !== '*' && t !== 'sync.reset' && !EVENT_TYPES.includes(t));

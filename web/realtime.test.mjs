@@ -274,3 +274,23 @@ test('ephemeral events (presence, typing) reach listeners without moving the cur
   assert.deepEqual(events, [], "'*' is for durable events");
   rt.close();
 });
+
+test('the resume point moves past events hidden from a filtered stream (id-only frames)', async () => {
+  const { rt } = setup();
+  await until('a stream', () => FakeES.all.length === 1);
+  const es = FakeES.last();
+  es.ready('h-1');
+  es.event('h-2', 'approval.created');
+  assert.equal(rt.cursor, 'h-2');
+  // The server wrote "id: h-9" (hidden events 3..9), then a heartbeat: the
+  // browser gives the heartbeat lastEventId h-9.
+  es.emit('heartbeat', {}, 'h-9');
+  assert.equal(rt.cursor, 'h-9');
+  // An ephemeral event carries the stream's last id the same way.
+  es.emit('presence.changed', { type: 'presence.changed', workspaceId: 'ws', data: { online: [], away: [], busy: [], offline: [] } }, 'h-12');
+  assert.equal(rt.cursor, 'h-12');
+  // A heartbeat before any id (a resumed stream) leaves it alone.
+  es.emit('heartbeat', {}, '');
+  assert.equal(rt.cursor, 'h-12');
+  rt.close();
+});

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"syscall"
@@ -198,5 +200,32 @@ func TestBusBridgeSurvivesRedisLosingData(t *testing.T) {
 	})
 	if !strings.Contains(p.stderr.String(), "consumer group lost") {
 		t.Errorf("the bridge did not say what happened:\n%s", p.stderr.String())
+	}
+}
+
+// A busy port fails fast with an error, even with the bridge running: the
+// bridge is stopped before serve waits for it.
+func TestBusyPortWithABusFailsFast(t *testing.T) {
+	srv := redistest.Start(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	env := redisEnv(srv)
+	env["REALTIME_BUS_STREAM"] = "platform-events"
+	env["REALTIME_ADDR"] = ln.Addr().String()
+	env["REALTIME_JWT_SECRET"] = testSecret
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(t.Context(), []string{"realtime", "serve"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "listen") {
+			t.Fatalf("run on a busy port: %v; want a listen error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run on a busy port with a bus configured did not return")
 	}
 }

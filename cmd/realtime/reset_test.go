@@ -318,3 +318,37 @@ func TestHiddenEventsNeverReset(t *testing.T) {
 		}
 	})
 }
+
+// A filtered stream that is never silent (it asked for presence, and
+// presence keeps changing) still has its resume point moved past the
+// events it may not see, once a heartbeat interval.
+func TestBusyFilteredStreamAdvances(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_HEARTBEAT"] = "1s"
+		env["REALTIME_PRESENCE_INTERVAL"] = "100ms"
+		env["REALTIME_PRESENCE_RATE"] = "0"
+		n := startNode(t, env)
+		watcher, mover := token(t, "u2", []string{"ws1"}), token(t, "m1", []string{"ws1"})
+		s := n.openStream(t, "ws1", watcher, "types=approval.*,presence.*")
+		s.first(t)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { // presence changes every 150 ms: the stream is never silent for 1s
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(150 * time.Millisecond):
+				}
+				do(t, "PUT", n.URL+"/v1/workspaces/ws1/presence", mover, `{"status":"`+[]string{"away", "busy"}[i%2]+`"}`)
+			}
+		}()
+		defer func() { close(stop); <-done }()
+		var last string
+		for i := range 20 {
+			last = n.publish(t, "ws1", fmt.Sprintf(`{"type":"chat.message","data":{"chatId":"c","id":"h%d","text":"hidden"}}`, i)).ID
+		}
+		nextID(t, s, last)
+	})
+}

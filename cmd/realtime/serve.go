@@ -94,11 +94,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv.RegisterOnShutdown(stopStreams)
 
-	bridgeDone, err := startBridge(ctx, cfg, log, logger)
+	// The bridge stops with the service, or when serve returns early (a
+	// busy port): its own context, cancelled before waiting for it.
+	bridgeCtx, stopBridge := context.WithCancel(ctx)
+	defer stopBridge()
+	bridgeDone, err := startBridge(bridgeCtx, cfg, log, logger)
 	if err != nil {
 		return err
 	}
-	defer func() { <-bridgeDone }()
+	defer func() { stopBridge(); <-bridgeDone }()
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, logger)
