@@ -224,6 +224,19 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `usage: %s [flags]
+
+Every flag mirrors the environment variable in its help (the flag wins).
+Set only in the environment, never by a flag (it would show in ps and
+shell history):
+  REALTIME_JWT_SECRET   the HS256 key tokens are signed with, at least 32
+                        bytes; required unless --dev
+
+flags:
+`, name)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (REALTIME_ADDR)")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL; empty: embedded log (REALTIME_REDIS_URL)")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "the Redis URL names a Redis Cluster (REALTIME_REDIS_CLUSTER)")

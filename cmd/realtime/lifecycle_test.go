@@ -279,3 +279,25 @@ func TestConfigProblemsReportedTogether(t *testing.T) {
 		t.Fatalf("flags over env: %+v, %v", c, err)
 	}
 }
+
+// -h is help, not a failure: every command answers it with its flags and
+// succeeds, and serve's names the variable that has no flag.
+func TestHelpSucceeds(t *testing.T) {
+	for _, cmd := range []string{"serve", "token", "tail", "publish", "bench"} {
+		t.Run(cmd, func(t *testing.T) {
+			var out, errOut strings.Builder
+			err := run(t.Context(), []string{"realtime", cmd, "-h"}, func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+			if err != nil {
+				t.Fatalf("realtime %s -h: %v\n%s", cmd, err, errOut.String())
+			}
+			if help := out.String() + errOut.String(); !strings.Contains(help, "-") {
+				t.Fatalf("realtime %s -h printed no flags: %q", cmd, help)
+			}
+		})
+	}
+	var errOut strings.Builder
+	run(t.Context(), []string{"realtime", "serve", "--help"}, func(string) string { return "" }, strings.NewReader(""), io.Discard, &errOut)
+	if !strings.Contains(errOut.String(), "REALTIME_JWT_SECRET") {
+		t.Fatalf("serve --help does not mention REALTIME_JWT_SECRET:\n%s", errOut.String())
+	}
+}

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -62,17 +64,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("no command")
 	}
+	var err error
 	switch args[1] {
 	case "serve":
-		return serve(ctx, args[2:], getenv, stdout, stderr)
+		err = serve(ctx, args[2:], getenv, stdout, stderr)
 	case "token":
-		return mintToken(args[2:], getenv, stdout, stderr)
+		err = mintToken(args[2:], getenv, stdout, stderr)
 	case "tail":
-		return tailCmd(ctx, args[2:], getenv, stdout, stderr)
+		err = tailCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "publish":
-		return publishCmd(ctx, args[2:], getenv, stdout, stderr)
+		err = publishCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "bench":
-		return benchCmd(ctx, args[2:], getenv, stdout, stderr)
+		err = benchCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -80,4 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[1])
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the command printed its help, and asking for it is no failure
+	}
+	return err
 }
