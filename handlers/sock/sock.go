@@ -147,13 +147,6 @@ func (s *Socket) Write(b []byte) error {
 	return nil
 }
 
-// Pending reports whether a remainder of a frame waits for Write.
-func (s *Socket) Pending() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.pending) > 0
-}
-
 // Read reads from the connection (the stream's watcher of a client that
 // leaves). It does not take the lock: reads never touch what writes do.
 func (s *Socket) Read(p []byte) (int, error) { return s.conn.Read(p) }
