@@ -249,15 +249,16 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 		if len(jobs) == 0 {
 			return
 		}
+		op, cancel := roundContext(ctx, len(jobs))
 		for i, j := range jobs {
 			if ctx.Err() != nil {
 				// Stopping: give the rest back, for Close's last round.
 				t.mu.Lock()
 				t.jobs = append(jobs[i:], t.jobs...)
 				t.mu.Unlock()
+				cancel()
 				return
 			}
-			op, cancel := context.WithTimeout(ctx, storeTimeout)
 			ws, user := j.m.key.ws, j.m.key.user
 			if j.open {
 				if cur, changed, err := t.store.OpenConn(op, ws, user, j.m.conn, t.cfg.ConnTTL); err != nil {
@@ -271,9 +272,15 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 				}
 				t.schedule(dueKey{kind: dueGrace, ws: ws, a: user}, "", time.Now().Add(t.cfg.Grace))
 			}
-			cancel()
 		}
+		cancel()
 	}
+}
+
+// roundContext bounds a round of n store calls with one deadline, not a
+// timer per call (a connect burst is thousands of calls).
+func roundContext(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, storeTimeout+time.Duration(n)*time.Millisecond)
 }
 
 // SetStatus records user's explicit status in ws for StatusTTL, announces
@@ -521,8 +528,7 @@ func (t *PresenceTracker) refreshAll(ctx context.Context) {
 	t.mu.Lock()
 	ms := slices.Collect(maps.Values(t.members))
 	t.mu.Unlock()
-	// One deadline for the round, not a timer per record.
-	op, cancel := context.WithTimeout(ctx, storeTimeout+time.Duration(len(ms))*time.Millisecond)
+	op, cancel := roundContext(ctx, len(ms))
 	defer cancel()
 	for i, m := range ms {
 		if op.Err() != nil {
