@@ -56,7 +56,16 @@ type AuthConfig struct {
 type Verifier struct {
 	key    []byte
 	parser *jwt.Parser
+	cache  *tokenCache
+	now    func() time.Time
 }
+
+// Token cache bounds (tokenCache): a verified token is reused for at most a
+// minute, and at most 4,096 of them are kept (about 4 MiB of token strings).
+const (
+	tokenCacheTTL = time.Minute
+	tokenCacheMax = 4096
+)
 
 // NewVerifier returns a Verifier that accepts only HS256 tokens signed with
 // cfg.Secret that carry an exp (and the configured iss and aud).
@@ -77,7 +86,12 @@ func NewVerifier(cfg AuthConfig) (*Verifier, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	return &Verifier{key: cfg.Secret, parser: jwt.NewParser(opts...)}, nil
+	v := &Verifier{key: cfg.Secret, cache: newTokenCache(tokenCacheTTL, cfg.Leeway, tokenCacheMax), now: time.Now}
+	// The parser and the cache read one clock, so a test that moves it
+	// moves both.
+	opts = append(opts, jwt.WithTimeFunc(func() time.Time { return v.now() }))
+	v.parser = jwt.NewParser(opts...)
+	return v, nil
 }
 
 // Principal is who a request is authenticated as.
@@ -97,13 +111,22 @@ func (p *Principal) CanRead(workspace string) bool {
 func (p *Principal) Has(scope string) bool { return slices.Contains(p.Scopes, scope) }
 
 // Verify parses and checks a raw token.
+// A token verified in the last minute is not checked again until its exp
+// (tokenCache); the *Principal returned is then shared and must not be
+// modified.
 func (v *Verifier) Verify(raw string) (*Principal, error) {
+	now := v.now()
+	if p, ok := v.cache.get(raw, now); ok {
+		return p, nil
+	}
 	var c Claims
 	_, err := v.parser.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.key, nil })
 	if err != nil {
 		return nil, fmt.Errorf("verify token: %w", err)
 	}
-	return &Principal{UserID: c.Subject, Workspaces: c.Workspaces, Scopes: strings.Fields(c.Scope), Expires: c.ExpiresAt.Time}, nil
+	p := &Principal{UserID: c.Subject, Workspaces: c.Workspaces, Scopes: strings.Fields(c.Scope), Expires: c.ExpiresAt.Time}
+	v.cache.put(raw, p, now)
+	return p, nil
 }
 
 // TokenSpec describes a token to issue.
