@@ -1,10 +1,14 @@
 package stream
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Event is one entry of a workspace log, in the envelope every reader sees.
@@ -43,7 +47,10 @@ type envelope struct {
 }
 
 // Body returns the event encoded without its id: what a Log stores and what
-// DecodeEvent takes back. It is computed once.
+// DecodeEvent takes back. It is computed once. The bytes are what
+// encoding/json would make of envelope (the same escaping, Data compacted),
+// written without reflection: a publish spent a tenth of its CPU in
+// json.Marshal here.
 func (e *Event) Body() ([]byte, error) {
 	if e.body != nil {
 		return e.body, nil
@@ -52,15 +59,115 @@ func (e *Event) Body() ([]byte, error) {
 	if len(data) == 0 {
 		data = json.RawMessage("{}")
 	}
-	b, err := json.Marshal(envelope{
-		Type: e.Type, WorkspaceID: e.WorkspaceID, TargetUserID: e.TargetUserID,
-		CorrelationID: e.CorrelationID, Source: e.Source, Timestamp: e.Timestamp.UTC(), Data: data,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", e.Type, err)
+	ts := e.Timestamp.UTC()
+	if y := ts.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("encode event %s: timestamp year %d outside of range [0,9999]", e.Type, y)
 	}
+	b := make([]byte, 0, 128+len(e.Type)+len(e.WorkspaceID)+len(e.TargetUserID)+len(e.CorrelationID)+len(e.Source)+len(data))
+	b = append(b, `{"type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"workspaceId":`...)
+	b = appendString(b, e.WorkspaceID)
+	if e.TargetUserID != "" {
+		b = append(b, `,"targetUserId":`...)
+		b = appendString(b, e.TargetUserID)
+	}
+	b = append(b, `,"correlationId":`...)
+	b = appendString(b, e.CorrelationID)
+	if e.Source != "" {
+		b = append(b, `,"source":`...)
+		b = appendString(b, e.Source)
+	}
+	b = append(b, `,"timestamp":"`...)
+	b = ts.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","data":`...)
+	start := len(b)
+	b = append(b, data...)
+	// Compact validates as it goes, and never lengthens, so it rewrites
+	// the copy in place.
+	v := jsontext.Value(b[start:])
+	if err := v.Compact(); err != nil {
+		return nil, fmt.Errorf("encode event %s: data: %w", e.Type, err)
+	}
+	if needsHTMLEscape(v) {
+		// As encoding/json: '<', '>', '&', U+2028 and U+2029 escaped in
+		// strings, so that bodies are what they were before Body was
+		// written by hand.
+		var esc bytes.Buffer
+		json.HTMLEscape(&esc, v)
+		b = append(b[:start], esc.Bytes()...)
+	} else {
+		b = append(b[:start], v...)
+	}
+	b = append(b, '}')
 	e.body = b
 	return b, nil
+}
+
+// needsHTMLEscape reports whether json.HTMLEscape would change b.
+func needsHTMLEscape(b []byte) bool {
+	for _, c := range b {
+		if c == '<' || c == '>' || c == '&' || c == 0xe2 {
+			return true
+		}
+	}
+	return false
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json
+// escapes it: control characters, '"' and '\\', '<', '>' and '&' (HTML
+// safe), U+2028 and U+2029, and invalid UTF-8 as U+FFFD.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // DecodeEvent rebuilds an event from its id and the bytes Body returned.
