@@ -133,6 +133,13 @@ func (h *Hub) topic(workspace string) *topic {
 	return h.topics[workspace]
 }
 
+// Following reports whether the hub has subscribers of workspace: a feed
+// may skip decoding an event that no one here would be handed. Publish
+// would drop it all the same, so a subscriber arriving just after the
+// answer misses nothing it would otherwise have had (it reads what it
+// missed from the log).
+func (h *Hub) Following(workspace string) bool { return h.topic(workspace) != nil }
+
 // Publish fans e out to the subscribers of its workspace. Calls for one
 // workspace must come in log order from one goroutine at a time. An event
 // that repeats or precedes the last one is dropped; one that leaves a hole

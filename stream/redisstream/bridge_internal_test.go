@@ -3,6 +3,7 @@ package redisstream
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -40,4 +41,20 @@ func FuzzTranslate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestNotifiedWorkspaceReadsWhatBodyWrites(t *testing.T) {
+	e := &stream.Event{Type: "approval.created", WorkspaceID: "ws-1.a:b", CorrelationID: "c", Timestamp: time.Now(), Data: []byte(`{"id":"x"}`)}
+	body, err := e.Body()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws, ok := notifiedWorkspace("1 2 " + string(body)); !ok || ws != "ws-1.a:b" {
+		t.Fatalf("notifiedWorkspace = %q, %v; want ws-1.a:b", ws, ok)
+	}
+	for _, p := range []string{"", "1 2 {}", `1 2 {"workspaceId":"w","type":"x"}`, `1 2 {"type":"a\"b","workspaceId":"w"}`, `1 2 {"type":"a","workspaceId":"w\u0041"}`, `1 2 {"type":"a","workspaceId":"w`} {
+		if ws, ok := notifiedWorkspace(p); ok {
+			t.Errorf("notifiedWorkspace(%q) = %q; want no answer (decode in full)", p, ws)
+		}
+	}
 }

@@ -55,6 +55,7 @@ type Log struct {
 	retention string
 	hub       *stream.Hub
 	logger    *slog.Logger
+	commit    *groupCommit // Append's round trips
 
 	feedUp    atomic.Bool   // the notification subscription is live
 	subbed    chan struct{} // closed once it first is
@@ -117,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(stream.HubConfig{MaxWorkspaces: cfg.MaxWorkspaces, Detached: true}), logger: cfg.Logger,
 		subbed: make(chan struct{}),
 	}
+	l.commit = newGroupCommit(rdb, appendScript, maxGroupCommit)
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		l.rdb.Close()
 		return nil, fmt.Errorf("ping redis at %s: %w", addr, err)
@@ -193,8 +195,9 @@ func (l *Log) metaKey(ws string) string   { return l.prefix + ":{" + ws + "}:m" 
 // ensureEpoch is the prologue of every script: it returns the workspace's
 // epoch, starting a new one when the history's witness is gone.
 const ensureEpoch = `
-local e = redis.call('HGET', KEYS[2], 'e')
-if e and tonumber(redis.call('HGET', KEYS[2], 's') or '0') > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+local m = redis.call('HMGET', KEYS[2], 'e', 's')
+local e = m[1]
+if e and tonumber(m[2] or '0') > 0 and redis.call('EXISTS', KEYS[1]) == 0 then
   e = false
 end
 if not e then
@@ -275,7 +278,7 @@ func (l *Log) Append(ctx context.Context, e *stream.Event) (*stream.Event, error
 		return nil, err
 	}
 	ws := e.WorkspaceID
-	res, err := appendScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws)}, body, l.retention, l.channel).Slice()
+	res, err := l.commit.run(ctx, []string{l.streamKey(ws), l.metaKey(ws)}, body, l.retention, l.channel)
 	if err != nil {
 		return nil, unavailable("append to "+ws, err)
 	}
@@ -522,6 +525,9 @@ func (l *Log) Close() error {
 	return l.rdb.Close()
 }
 
+// maxGroupCommit bounds the appends one round trip carries (groupCommit).
+const maxGroupCommit = 128
+
 // unusedTTL is how long the meta hash of a workspace that was read but
 // never appended to outlives its last read.
 const unusedTTL = 24 * time.Hour
@@ -582,6 +588,12 @@ func (l *Log) feed(ctx context.Context) {
 				l.hub.PublishEphemeral(e)
 				continue
 			}
+			if ws, ok := notifiedWorkspace(m.Payload); ok && !l.hub.Following(ws) {
+				// Every node hears every append; most are for workspaces
+				// no one here follows, and decoding them was a fifth of
+				// a publish's CPU on a node with no subscribers.
+				continue
+			}
 			e, err := decodeNotification(m.Payload)
 			if err != nil {
 				l.logger.Error("bad notification, readers resync", "err", err)
@@ -592,6 +604,32 @@ func (l *Log) feed(ctx context.Context) {
 		case *redis.Pong:
 		}
 	}
+}
+
+// notifiedWorkspace reads the workspace id of a notification without
+// decoding it: Event.Body starts {"type":"…","workspaceId":"…", and both
+// are validated to need no escapes. ok is false for anything else, which
+// is then decoded in full.
+func notifiedWorkspace(p string) (ws string, ok bool) {
+	_, p, _ = strings.Cut(p, " ")
+	_, p, _ = strings.Cut(p, " ")
+	p, ok = strings.CutPrefix(p, `{"type":"`)
+	if !ok {
+		return "", false
+	}
+	i := strings.IndexAny(p, `"\`)
+	if i < 0 || p[i] != '"' {
+		return "", false
+	}
+	p, ok = strings.CutPrefix(p[i:], `","workspaceId":"`)
+	if !ok {
+		return "", false
+	}
+	i = strings.IndexAny(p, `"\`)
+	if i < 0 || p[i] != '"' {
+		return "", false
+	}
+	return p[:i], true
 }
 
 // decodeNotification parses "<epoch> <seq> <body>".

@@ -1,0 +1,175 @@
+package redisstream
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// groupCommit sends the appends that callers make concurrently on this
+// node to Redis together. The first caller to find no round trip in flight
+// leads: it takes every append queued (its own first), sends them as one
+// pipeline (one write and one read on each side, instead of one of each
+// per append), answers each, and, when more were queued meanwhile, hands
+// the lead to the oldest of them. Each append is still its own script call,
+// run by Redis in queue order, so appends to one workspace keep the order
+// in which they were queued, and each caller is answered only once Redis
+// has run its script.
+//
+// No goroutine of its own: the leader is always a caller, so there is
+// nothing to stop, and an idle node costs nothing.
+type groupCommit struct {
+	rdb    redis.UniversalClient
+	script *redis.Script
+	max    int // appends per round trip
+
+	mu    sync.Mutex
+	queue []*commitReq
+	busy  bool // a leader owns the queue's next round trip
+}
+
+// commitReq is one queued append.
+type commitReq struct {
+	keys []string
+	args []any
+
+	// Set under groupCommit.mu by the leader.
+	taken bool // in a leader's batch: no longer removable
+	lead  bool // handed the lead: its caller runs the next batch
+	wake  chan struct{}
+
+	// Set by the leader before wake is signalled.
+	res []any
+	err error
+}
+
+func newGroupCommit(rdb redis.UniversalClient, script *redis.Script, max int) *groupCommit {
+	return &groupCommit{rdb: rdb, script: script, max: max}
+}
+
+// run executes the script once with keys and args, together with whatever
+// other appends are in flight, and returns its reply. When ctx ends before
+// the append was sent, it is withdrawn and ctx's error returned; once sent,
+// run waits for its reply (bounded by the client's timeouts), since it may
+// have executed.
+func (g *groupCommit) run(ctx context.Context, keys []string, args ...any) ([]any, error) {
+	r := &commitReq{keys: keys, args: args, wake: make(chan struct{}, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	if !g.busy {
+		g.busy = true
+		g.mu.Unlock()
+		g.lead()
+		return r.res, r.err
+	}
+	g.mu.Unlock()
+	select {
+	case <-r.wake:
+	case <-ctx.Done():
+		g.mu.Lock()
+		if !r.taken && !r.lead {
+			g.withdrawLocked(r)
+			g.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		g.mu.Unlock()
+		<-r.wake
+	}
+	if r.lead {
+		g.lead()
+	}
+	return r.res, r.err
+}
+
+func (g *groupCommit) withdrawLocked(r *commitReq) {
+	for i, q := range g.queue {
+		if q == r {
+			g.queue = append(g.queue[:i], g.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+// lead runs one batch, starting with the oldest queued append (the
+// caller's own), then hands the lead on or gives it up.
+func (g *groupCommit) lead() {
+	g.mu.Lock()
+	n := min(len(g.queue), g.max)
+	batch := make([]*commitReq, n)
+	copy(batch, g.queue)
+	g.queue = append(g.queue[:0], g.queue[n:]...)
+	for _, r := range batch {
+		r.taken = true
+	}
+	g.mu.Unlock()
+
+	g.send(batch)
+
+	g.mu.Lock()
+	if len(g.queue) == 0 {
+		g.busy = false
+	} else {
+		next := g.queue[0]
+		next.lead = true
+		next.wake <- struct{}{}
+	}
+	g.mu.Unlock()
+	// Answer the batch only now: the leader's own request is batch[0],
+	// answered by returning, and the others may start new appends at once.
+	for _, r := range batch[1:] {
+		r.wake <- struct{}{}
+	}
+}
+
+// send runs batch as one pipeline. The scripts' replies come back in
+// order, each with its own error. Those Redis did not run because it did
+// not know the script (after a restart or SCRIPT FLUSH) are sent again
+// with the script's body; they were concurrent with the rest of the batch,
+// so no caller's order depends on where they land.
+func (g *groupCommit) send(batch []*commitReq) {
+	// The appends are the callers' and outlive none of them, but one
+	// caller's cancellation must not fail the others': the client's own
+	// timeouts bound the round trip.
+	ctx := context.Background()
+	if len(batch) == 1 {
+		r := batch[0]
+		r.res, r.err = g.script.Run(ctx, g.rdb, r.keys, r.args...).Slice()
+		return
+	}
+	cmds := g.pipeline(ctx, batch, true)
+	var again []*commitReq
+	for i, r := range batch {
+		if noScript(cmds[i].Err()) {
+			again = append(again, r)
+			continue
+		}
+		r.res, r.err = cmds[i].Slice()
+	}
+	if len(again) > 0 {
+		cmds = g.pipeline(ctx, again, false)
+		for i, r := range again {
+			r.res, r.err = cmds[i].Slice()
+		}
+	}
+}
+
+func (g *groupCommit) pipeline(ctx context.Context, batch []*commitReq, sha bool) []*redis.Cmd {
+	pipe := g.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(batch))
+	for i, r := range batch {
+		if sha {
+			cmds[i] = g.script.EvalSha(ctx, pipe, r.keys, r.args...)
+		} else {
+			cmds[i] = g.script.Eval(ctx, pipe, r.keys, r.args...)
+		}
+	}
+	// Each command's error is read from it.
+	_, _ = pipe.Exec(ctx)
+	return cmds
+}
+
+func noScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
