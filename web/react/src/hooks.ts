@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { useQuery, type QueryClient, type QueryFunction, type QueryKey, type UseQueryOptions, type UseQueryResult } from '@tanstack/react-query';
+import { skipToken, useQuery, type QueryClient, type QueryFunction, type QueryKey, type UseQueryOptions, type UseQueryResult } from '@tanstack/react-query';
 import { newCorrelationId, type EphemeralEvent, type RealtimeEvent } from '../../realtime.js';
 import { useRealtime } from './provider.js';
 import { useOptimisticEvent } from './optimistic.js';
@@ -125,8 +125,15 @@ function shallowEqual(a: Record<string, unknown>, b: Record<string, unknown>): b
 export function patchQuery<T>(qc: QueryClient, key: QueryKey, empty: T, fn: (old: T) => T): void {
   const state = qc.getQueryState<T>(key);
   if (state && state.fetchStatus === 'fetching') {
-    void qc.invalidateQueries({ queryKey: key, exact: true });
-    if (state.data === undefined) return;
+    if (state.data === undefined) {
+      // A first fetch is not cancelled by a refetch, only joined: cancel it.
+      void qc.cancelQueries({ queryKey: key, exact: true });
+      void qc.invalidateQueries({ queryKey: key, exact: true });
+      return;
+    }
+    qc.setQueryData<T>(key, (old) => fn(old === undefined ? empty : old));
+    void qc.invalidateQueries({ queryKey: key, exact: true }); // cancels the fetch in flight
+    return;
   }
   qc.setQueryData<T>(key, (old) => fn(old === undefined ? empty : old));
 }
@@ -165,9 +172,8 @@ function useLiveQuery<T>(
   return useQuery<T, Error, T, QueryKey>({
     ...rest,
     queryKey: stableKey,
-    // Without a fetcher the cache is fed by events alone; a refetch keeps it.
-    queryFn: queryFn || (() => qc.getQueryData<T>(stableKey) ?? empty),
-    ...(queryFn ? {} : { staleTime: Infinity }),
+    // Without a fetcher the cache is fed by events alone.
+    ...(queryFn ? { queryFn } : { queryFn: skipToken, initialData: empty }),
   });
 }
 
@@ -244,9 +250,8 @@ export function useRealtimeChat(chatId: string, options?: ChatOptions): Realtime
   const pendingKey = useMemo(() => [...key, 'pending'], [JSON.stringify(key)]); // eslint-disable-line react-hooks/exhaustive-deps
   const pendingQuery = useQuery<ChatMessage[], Error, ChatMessage[], QueryKey>({
     queryKey: pendingKey,
-    queryFn: () => qc.getQueryData<ChatMessage[]>(pendingKey) ?? EMPTY,
+    queryFn: skipToken,
     initialData: EMPTY,
-    staleTime: Infinity,
   });
   const pending = pendingQuery.data;
   const confirmed = q.data || EMPTY;
