@@ -253,7 +253,7 @@ export function useRealtimeChat(chatId: string, options?: ChatOptions): Realtime
     queryFn: skipToken,
     initialData: EMPTY,
   });
-  const pending = pendingQuery.data;
+  const pending = pendingQuery.data ?? EMPTY;
   const confirmed = q.data || EMPTY;
   const messages = useMemo(() => {
     if (pending.length === 0) return confirmed;
