@@ -147,8 +147,11 @@ function Agents() {
       <ul id="agents">
         {data.map((a) => (
           <li key={a.agentId} data-agent={a.agentId} data-status={a.status}>
-            <span className={'dot dot-' + a.status} />
-            {a.name || a.agentId} <span className="state">{a.status}</span>
+            <span>
+              <span className={'dot dot-' + a.status} />
+              {a.name || a.agentId}
+            </span>
+            <span className="state">{a.status}</span>
           </li>
         ))}
       </ul>
