@@ -160,14 +160,12 @@ function useLiveQuery<T>(
   const hash = JSON.stringify(key);
   const reduceRef = useRef(reduce);
   reduceRef.current = reduce;
-  // eslint-disable-next-line react-hooks/exhaustive-deps
   const stableKey = useMemo(() => key, [hash]);
   useEffect(() => rt.track(stableKey), [rt.track, stableKey]);
   useEffect(() => {
     const offs = types.map((type) => rt.on(type, (e) => patchQuery<T>(qc, stableKey, empty, (old) => reduceRef.current(old, e))));
     return () => offs.forEach((off) => off());
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [rt.on, qc, stableKey, types.join(',')]);
+    }, [rt.on, qc, stableKey, types.join(',')]);
   const { queryKey: _k, queryFn, ...rest } = options || {};
   return useQuery<T, Error, T, QueryKey>({
     ...rest,
@@ -247,7 +245,7 @@ export function useRealtimeChat(chatId: string, options?: ChatOptions): Realtime
 
   // Pending messages live beside the chat's query, so that a refetch of
   // the chat does not wipe them.
-  const pendingKey = useMemo(() => [...key, 'pending'], [JSON.stringify(key)]); // eslint-disable-line react-hooks/exhaustive-deps
+  const pendingKey = useMemo(() => [...key, 'pending'], [JSON.stringify(key)]);
   const pendingQuery = useQuery<ChatMessage[], Error, ChatMessage[], QueryKey>({
     queryKey: pendingKey,
     queryFn: skipToken,
@@ -282,16 +280,14 @@ export function useRealtimeChat(chatId: string, options?: ChatOptions): Realtime
         rollback: drop,
       });
     },
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-    [chatId, userId, qc, pendingKey, optimistic, confirmTimeout, JSON.stringify(key)],
+      [chatId, userId, qc, pendingKey, optimistic, confirmTimeout, JSON.stringify(key)],
   );
   const setTyping = useCallback(
     async (on: boolean) => {
       const res = await rt.request('/chats/' + encodeURIComponent(chatId) + '/typing', { method: 'POST', body: JSON.stringify({ typing: on }) });
       if (!res.ok) throw new Error('typing: ' + res.status);
     },
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-    [rt.request, chatId],
+      [rt.request, chatId],
   );
   return { ...q, messages, typing, send, setTyping };
 }

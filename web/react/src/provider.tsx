@@ -161,7 +161,7 @@ export function typeMatches(types: readonly string[] | null | undefined, type: s
  * invalidates the workspace's queries so that they refetch.
  */
 export function RealtimeProvider(props: RealtimeProviderProps) {
-  const { workspaceId, userId, baseUrl = '', types, refetchOnConnect = true, children } = props;
+  const { workspaceId, userId, baseUrl = '', types, children } = props;
   const qc = useQueryClient(props.queryClient);
   const latest = useRef(props);
   latest.current = props;
@@ -181,10 +181,21 @@ export function RealtimeProvider(props: RealtimeProviderProps) {
     const typeList = typesKey ? typesKey.split(',') : undefined;
     // Every realtime query of the workspace: under its root key, and any
     // key a mounted hook uses elsewhere.
-    const invalidate = (predicate?: (q: Query) => boolean) => {
+    const targets = () => {
       const root = keysRef.current.workspace(workspaceId);
-      const targets = [root, ...[...tracked.current.values()].map((t) => t.key).filter((k) => !keyHasPrefix(k, root))];
-      return Promise.all(targets.map((queryKey) => qc.invalidateQueries({ queryKey, predicate })));
+      return [root, ...[...tracked.current.values()].map((t) => t.key).filter((k) => !keyHasPrefix(k, root))];
+    };
+    const invalidate = (predicate?: (q: Query) => boolean) => Promise.all(targets().map((queryKey) => qc.invalidateQueries({ queryKey, predicate })));
+    // refetchBefore refetches what was fetched, or started fetching, by
+    // since. A first fetch in flight is joined rather than restarted by a
+    // refetch, so it is cancelled first.
+    const refetchBefore = (since: number) => {
+      const hit = new Set<Query>();
+      for (const queryKey of targets())
+        for (const q of qc.getQueryCache().findAll({ queryKey }))
+          if (q.state.fetchStatus === 'fetching' || (q.state.dataUpdatedAt > 0 && q.state.dataUpdatedAt <= since)) hit.add(q);
+      for (const q of hit) if (q.state.fetchStatus === 'fetching' && q.state.data === undefined) void q.cancel({ revert: true });
+      return invalidate((q) => hit.has(q));
     };
     const conn = connectFn({
       ...options,
@@ -199,11 +210,9 @@ export function RealtimeProvider(props: RealtimeProviderProps) {
       setStatus(s);
       if (s.state === 'live' && liveSince === 0) {
         liveSince = Date.now();
-        if (latest.current.refetchOnConnect ?? refetchOnConnect) {
-          // Data fetched, or a fetch started, before the stream was live
-          // may miss what was published in between.
-          invalidate((q) => q.state.fetchStatus === 'fetching' || (q.state.dataUpdatedAt > 0 && q.state.dataUpdatedAt <= liveSince));
-        }
+        // Data fetched, or a fetch started, before the stream was live may
+        // miss what was published in between.
+        if (latest.current.refetchOnConnect ?? true) void refetchBefore(liveSince);
       }
     });
     const offReset = conn.on('sync.reset', (info: ResetInfo) => {
@@ -219,7 +228,7 @@ export function RealtimeProvider(props: RealtimeProviderProps) {
       setStatus({ state: 'connecting' });
     };
     // userId is a dependency on purpose: another user gets another connection.
-  }, [workspaceId, userId, baseUrl, typesKey, connectFn, qc, hub, refetchOnConnect]);
+  }, [workspaceId, userId, baseUrl, typesKey, connectFn, qc, hub]);
 
   const on = useMemo(() => (type: string, fn: Listener) => hub.on(type, fn), [hub]);
   const track = useMemo(

@@ -178,6 +178,21 @@ describe('RealtimeProvider', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(fetches).toBe(2);
   });
+
+  test('a first fetch still in flight when the stream goes live is restarted', async () => {
+    const qc = newClient();
+    const answers: Array<(v: string) => void> = [];
+    const { result } = renderHook(() => useQuery({ queryKey: ['realtime', 'ws', 'x'], queryFn: () => new Promise<string>((r) => answers.push(r)) }), {
+      wrapper: wrapper(qc, {}),
+    });
+    await waitFor(() => expect(answers).toHaveLength(1));
+    await waitFor(() => expect(FakeES.all).toHaveLength(1));
+    act(() => FakeES.last().ready());
+    await waitFor(() => expect(answers).toHaveLength(2));
+    act(() => answers[0]('stale'));
+    act(() => answers[1]('fresh'));
+    await waitFor(() => expect(result.current.data).toBe('fresh'));
+  });
 });
 
 test('typeMatches', () => {
