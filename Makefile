@@ -2,11 +2,15 @@
 GO ?= go
 BIN := bin/realtime
 
-.PHONY: run test check build bench load floor fuzz clean
+.PHONY: run example test check build bench load floor fuzz clean
 
 ## run: the service in dev mode (embedded log, generated key, prints a token)
 run:
 	$(GO) run ./cmd/realtime serve --dev --addr 127.0.0.1:8080
+
+## example: the React example app (web/react/example) on http://127.0.0.1:5173, against `make run` (REALTIME_URL to point it elsewhere)
+example:
+	cd web/react && npm ci --no-audit --no-fund && npm run example
 
 ## test: every test, with the race detector (needs redis-server for the Redis half)
 test:
