@@ -71,6 +71,7 @@ func startNode(t *testing.T, env map[string]string, args ...string) *node {
 	t.Helper()
 	full := map[string]string{
 		"REALTIME_ADDR": "127.0.0.1:0", "REALTIME_JWT_SECRET": testSecret, "REALTIME_LOG_LEVEL": "debug",
+		"REALTIME_DRAIN_DELAY": "0",
 	}
 	for k, v := range env {
 		full[k] = v
