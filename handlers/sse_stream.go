@@ -62,6 +62,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 	rctx := appmw.Detach(st.r.Context())
 	st.r = nil
 	defer func() { st.logged(out.Written()) }()
+	defer cfg.Metrics.StreamOpened(st.http2)()
 	defer st.conns.release(st.user)
 	defer st.tail.Close()
 	defer cancel(nil)
@@ -107,7 +108,6 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		return
 	}
 	logger.DebugContext(rctx, "stream opened", "from", st.cursor, "live", st.fromHead)
-	defer cfg.Metrics.StreamOpened(st.http2)()
 	defer func() {
 		logger.DebugContext(rctx, "stream closed", "duration", time.Since(opened).String(), "position", pos)
 	}()
