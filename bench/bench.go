@@ -72,6 +72,11 @@ type Config struct {
 	RedisAddr string
 	// Label is copied into the result.
 	Label string
+	// HTTP2 opens the streams over HTTP/2: cleartext with prior knowledge
+	// for an http:// URL (the service's h2c), by ALPN for https://. Many
+	// streams then share a connection, as a browser's tabs on one origin
+	// do; publishes and head reads stay on HTTP/1.
+	HTTP2 bool
 }
 
 func (c *Config) defaults() {
@@ -157,6 +162,15 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	}
 	r := &runner{cfg: cfg, out: out, client: newClient(cfg.Subscribers)}
 	defer r.client.CloseIdleConnections()
+	r.streams = r.client
+	if cfg.HTTP2 {
+		r.streams = newClient(cfg.Subscribers)
+		tr := r.streams.Transport.(*http.Transport)
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+		tr.Protocols.SetHTTP2(true)
+		defer r.streams.CloseIdleConnections()
+	}
 	var res Result
 	var err error
 	switch cfg.Mode {
@@ -177,10 +191,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 }
 
 type runner struct {
-	cfg    Config
-	out    io.Writer
-	client *http.Client
-	seq    atomic.Int64
+	cfg     Config
+	out     io.Writer
+	client  *http.Client
+	streams *http.Client // the subscribers' (HTTP/2 with Config.HTTP2)
+	seq     atomic.Int64
 }
 
 func newClient(conns int) *http.Client {
@@ -237,7 +252,7 @@ func (r *runner) connect(ctx context.Context, s *sub, lastID string) error {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp, err := r.client.Do(req)
+	resp, err := r.streams.Do(req)
 	if err != nil {
 		cancel()
 		return err

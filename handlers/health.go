@@ -9,9 +9,16 @@ import (
 	"github.com/realtime-dev/realtime"
 )
 
-func handleHealth() http.Handler {
+func handleHealth(version string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusOK, map[string]string{"status": "ok"})
+		encode(w, http.StatusOK, map[string]string{"status": "ok", "version": version})
+	})
+}
+
+// handleVersion says which build answers.
+func handleVersion(b BuildInfo) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, b)
 	})
 }
 
@@ -22,9 +29,9 @@ type pinger interface {
 
 // handleReady answers 503 while draining, so a load balancer stops sending
 // new streams before they are cut, and while the log does not answer.
-func handleReady(logger *slog.Logger, log pinger, streams context.Context) http.Handler {
+func handleReady(logger *slog.Logger, log pinger, streams context.Context, draining <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if streams.Err() != nil {
+		if streams.Err() != nil || isClosed(draining) {
 			writeError(logger, w, r, errorf(http.StatusServiceUnavailable, "not_ready", "draining for shutdown"))
 			return
 		}
@@ -44,4 +51,14 @@ func handleOpenAPI() http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(realtime.OpenAPI)
 	})
+}
+
+// isClosed reports whether c (nil: never) is closed.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

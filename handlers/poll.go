@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/realtime-dev/realtime/metrics"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/poll"
 	"github.com/realtime-dev/realtime/stream"
@@ -36,6 +37,7 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 				return
 			}
 			defer conns.release(p.UserID)
+			defer cfg.Metrics.LongPollWaiting()()
 			logger.DebugContext(r.Context(), "long poll", "cursor", q.Cursor, "wait", q.Wait.String())
 		}
 		res, release, err := poll.Poll(ctx, log, chi.URLParam(r, "workspaceID"), p.UserID, q)
@@ -49,6 +51,7 @@ func handlePoll(logger *slog.Logger, cfg Config, log stream.Log, conns *connLimi
 			return
 		}
 		if res.Reset {
+			cfg.Metrics.ResetSent(metrics.ResetPoll)
 			logger.InfoContext(r.Context(), "poll cursor expired, client told to reset", "cursor", q.Cursor, "head", res.NextCursor)
 		}
 		body := appendPollResult(make([]byte, 0, pollResultSize(res)), res)

@@ -18,8 +18,10 @@ import (
 func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, pres *stream.PresenceTracker, limits stream.RateLimiter, auth *appmw.Verifier, streams context.Context, schemas *realtime.Schemas) {
 	onError := errorWriter(logger)
 	conns := newConnLimit(cfg.MaxStreamsPerUser)
-	r.Method(http.MethodGet, "/healthz", handleHealth())
-	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams))
+	r.Method(http.MethodGet, "/healthz", handleHealth(cfg.Build.Version))
+	r.Method(http.MethodGet, "/readyz", handleReady(logger, log, streams, cfg.Draining))
+	r.Method(http.MethodGet, "/version", handleVersion(cfg.Build))
+	r.Method(http.MethodGet, "/metrics", cfg.Metrics.Handler())
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
 	r.Method(http.MethodGet, "/", handleDashboard(cfg.DevToken))
 	r.Method(http.MethodGet, "/app.js", handleAsset("app.js", "text/javascript; charset=utf-8"))
@@ -27,11 +29,11 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, pr
 	r.Method(http.MethodGet, "/client/realtime.js", handleAsset("realtime.js", "text/javascript; charset=utf-8"))
 	r.Group(func(r chi.Router) {
 		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
-		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, limits, schemas))
+		r.With(observePublish(cfg.Metrics), requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, limits, schemas))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
-		r.Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))
+		r.With(countRateLimited(cfg.Metrics)).Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/presence", handleGetPresence(logger, pres))
-		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres, limits))
+		r.With(countRateLimited(cfg.Metrics)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres, limits))
 	})
 }

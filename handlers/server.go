@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/realtime-dev/realtime"
+	"github.com/realtime-dev/realtime/metrics"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -55,8 +56,31 @@ type Config struct {
 	// after cancelling the streams context.
 	Hijacked *sync.WaitGroup
 	// DevToken, when set (only under --dev), is embedded in the dashboard
-	// so that it signs itself in.
+	// so that it signs itself in, for clients on loopback only.
 	DevToken string
+	// Draining, when it closes, turns readiness to 503 while everything
+	// else still serves: the drain delay before streams is cancelled.
+	Draining <-chan struct{}
+	// BodyTimeout bounds reading a request body, from the moment the
+	// request reaches the handlers (0: no bound).
+	BodyTimeout time.Duration
+	// CORSOrigins are the origins allowed by CORS (exact, or "*" alone
+	// for any origin without credentials); empty: no CORS headers.
+	CORSOrigins []string
+	// Build is the build's version, reported by /healthz and /version.
+	Build BuildInfo
+	// Metrics records what the handlers do, and is served at /metrics
+	// (nil: nothing recorded, an empty page).
+	Metrics *metrics.Metrics
+}
+
+// BuildInfo says which build is running (GET /version).
+type BuildInfo struct {
+	Version   string `json:"version"`
+	Revision  string `json:"revision,omitempty"`
+	Time      string `json:"time,omitempty"`
+	Modified  bool   `json:"modified,omitempty"`
+	GoVersion string `json:"goVersion"`
 }
 
 func (c Config) withDefaults() Config {
@@ -93,7 +117,7 @@ func New(logger *slog.Logger, cfg Config, log stream.Log, presence *stream.Prese
 	cfg = cfg.withDefaults()
 	r := chi.NewRouter()
 	onError := errorWriter(logger)
-	r.Use(appmw.RequestLog(logger), appmw.Recover(logger, onError))
+	r.Use(appmw.RequestLog(logger), appmw.Recover(logger, onError), bodyDeadline(cfg.BodyTimeout), cors(cfg.CORSOrigins))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(logger, w, r, errorf(http.StatusNotFound, "not_found", "no such route"))
 	})

@@ -20,6 +20,7 @@ var (
 	errDraining     = errors.New("server draining")
 	errTokenExpired = errors.New("token expired")
 	errClientGone   = errors.New("client left")
+	errClientSent   = errors.New("client sent data on its stream")
 )
 
 // handleStream serves a workspace's events as Server-Sent Events.
@@ -76,8 +77,11 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 			out.Write(appendRetry(nil, cfg.retry()))
 			return
 		}
-		st := &sseStream{logger: logger, cfg: cfg, r: r, ws: ws, user: p.UserID, expires: p.Expires,
-			cursor: cursor, fromHead: fromHead, tail: tail, out: out, conns: conns, pres: pres}
+		st := &sseStream{logger: logger, cfg: cfg, r: r, ws: ws, user: p.UserID, expires: p.Expires, http2: r.ProtoMajor >= 2,
+			cursor: cursor, fromHead: fromHead, tail: tail, out: out, conns: conns, pres: pres,
+			// The line RequestLog would write now would say 0 bytes and a
+			// millisecond: the stream writes it when it ends instead.
+			logged: appmw.LogRequestLater(r, http.StatusOK)}
 		if cfg.Hijacked != nil && r.ProtoMajor == 1 && r.TLS == nil {
 			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 				// The connection is ours now: the handler's deep stack and
@@ -112,18 +116,28 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 	})
 }
 
+// maxClientBytes is what a client may send on a stream's connection after
+// its request before the stream is cut: a stream takes no input, so this
+// is only slack for a stray byte or two, and a client that keeps sending
+// costs the server at most this much reading.
+const maxClientBytes = 64 << 10
+
 // watchClient reads what the client sends after its request (nothing, as
-// a rule) until the connection fails or closes, then cancels the stream.
-// It reads in blocks, not a byte per system call, so a client that sends
-// megabytes costs a read per 512 bytes.
+// a rule) until the connection fails or closes, or the client has sent
+// more than maxClientBytes, then cancels the stream. It reads in blocks,
+// not a byte per system call; its buffer stays small because every open
+// stream has one such goroutine.
 func watchClient(c io.Reader, cancel context.CancelCauseFunc) {
 	var b [512]byte
-	for {
-		if _, err := c.Read(b[:]); err != nil {
+	for sent := 0; sent <= maxClientBytes; {
+		n, err := c.Read(b[:])
+		if err != nil {
 			cancel(errClientGone)
 			return
 		}
+		sent += n
 	}
+	cancel(errClientSent)
 }
 
 // resumePoint picks where a stream starts: the Last-Event-ID header, else

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/realtime-dev/realtime/metrics"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -23,6 +24,9 @@ type frameWriter interface {
 	// LastWrite is when the stream last wrote (the heartbeat sweeper reads
 	// it from its own goroutine).
 	LastWrite() time.Time
+	// Written is how many bytes the stream has written, for its request
+	// log line.
+	Written() int64
 }
 
 // sseStream is one open stream after its setup: run writes its frames
@@ -41,7 +45,9 @@ type sseStream struct {
 	header   []byte // a hijacked stream writes its own status line and headers
 	conns    *connLimit
 	pres     *stream.PresenceTracker
-	beats    *heartbeats // set when out takes direct writes
+	beats    *heartbeats       // set when out takes direct writes
+	http2    bool              // for metrics
+	logged   func(bytes int64) // writes the request's log line, at the end
 	// lastPing is when the sweeper last pinged the stream (UnixNano).
 	lastPing atomic.Int64
 }
@@ -55,6 +61,8 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 	// would otherwise keep the whole request alive. ctx is the stream's own.
 	rctx := appmw.Detach(st.r.Context())
 	st.r = nil
+	defer func() { st.logged(out.Written()) }()
+	defer cfg.Metrics.StreamOpened(st.http2)()
 	defer st.conns.release(st.user)
 	defer st.tail.Close()
 	defer cancel(nil)
@@ -92,6 +100,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 	buf = append(buf, "\"}\n\n"...)
 	buf = appendBatch(buf, first, &pos)
 	if first.Reset {
+		cfg.Metrics.ResetSent(metrics.ResetStream)
 		logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", st.cursor, "head", first.Position)
 	}
 	if err := out.Write(buf); err != nil {
@@ -123,6 +132,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 			cause := context.Cause(ctx)
 			switch {
 			case errors.Is(err, stream.ErrSlowSubscriber):
+				cfg.Metrics.SlowConsumerClosed()
 				logger.WarnContext(rctx, "subscriber too slow, dropped", "position", pos, "queue", cfg.Queue)
 				out.Write(appendRetry(nil, cfg.retry()))
 			case errors.Is(cause, errDraining):
@@ -138,6 +148,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 			return
 		}
 		if b.Reset {
+			cfg.Metrics.ResetSent(metrics.ResetStream)
 			logger.InfoContext(rctx, "stream cursor expired, client told to reset", "cursor", pos, "head", b.Position)
 		}
 		if !b.Written.IsZero() {

@@ -18,6 +18,7 @@ type responseWriter struct {
 	http2     bool
 	deadline  time.Time    // the connection's write deadline (HTTP/1)
 	lastWrite atomic.Int64 // UnixNano of the last write
+	written   int64        // bytes written; only the stream's goroutine writes
 }
 
 func newResponseWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *responseWriter {
@@ -49,7 +50,9 @@ func (s *responseWriter) Write(b []byte) error {
 		}
 		s.deadline = now.Add(s.timeout)
 	}
-	if _, err := s.w.Write(b); err != nil {
+	n, err := s.w.Write(b)
+	s.written += int64(n)
+	if err != nil {
 		return err
 	}
 	if err := s.rc.Flush(); err != nil {
@@ -63,6 +66,9 @@ func (s *responseWriter) Write(b []byte) error {
 	}
 	return nil
 }
+
+// Written returns the bytes s wrote.
+func (s *responseWriter) Written() int64 { return s.written }
 
 // LastWrite is when s last wrote.
 func (s *responseWriter) LastWrite() time.Time { return time.Unix(0, s.lastWrite.Load()) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"html"
 	"net/http"
+	"net/netip"
 
 	"github.com/realtime-dev/realtime/web"
 )
@@ -19,11 +20,16 @@ func handleDashboard(devToken string) http.Handler {
 	if err != nil {
 		panic(err) // embedded at build time
 	}
+	plain := page
 	if devToken != "" {
 		meta := `<meta name="realtime-dev-token" content="` + html.EscapeString(devToken) + `">`
 		page = bytes.Replace(page, []byte("<!--realtime:dev-->"), []byte(meta), 1)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page := page
+		if !fromLoopback(r) {
+			page = plain // the dev token goes to this machine's browsers only
+		}
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
@@ -32,6 +38,12 @@ func handleDashboard(devToken string) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		w.Write(page)
 	})
+}
+
+// fromLoopback reports whether r came from this machine.
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // handleAsset serves one embedded file.

@@ -114,8 +114,13 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 			bag := &logBag{attrs: []slog.Attr{slog.String("request_id", id)}}
 			ctx := context.WithValue(r.Context(), logBagKey{}, bag)
 			ctx = context.WithValue(ctx, requestIDKey{}, id)
+			later := &laterLog{logger: logger, start: start}
+			ctx = context.WithValue(ctx, laterLogKey{}, later)
 			rw := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(rw, r.WithContext(ctx))
+			if later.taken {
+				return // the handler logs the line when its response ends
+			}
 
 			status := rw.status
 			if status == 0 {
@@ -139,6 +144,45 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 				slog.Duration("duration", time.Since(start)),
 			)
 		})
+	}
+}
+
+// laterLog lets a handler whose response outlives it (a stream) write the
+// request line itself, when the response ends.
+type laterLog struct {
+	logger *slog.Logger
+	start  time.Time
+	taken  bool
+}
+
+type laterLogKey struct{}
+
+// LogRequestLater is for a handler whose response goes on after it
+// returns, or is written around the ResponseWriter (a hijacked stream):
+// RequestLog then writes no line when the handler returns, and the
+// returned func writes it instead, with the bytes the handler says it
+// sent and the time since the request began. It must be called on the
+// handler's goroutine, before the handler returns; the func may be called
+// from any goroutine, once. Outside RequestLog it returns a func that does
+// nothing.
+func LogRequestLater(r *http.Request, status int) func(bytes int64) {
+	later, ok := r.Context().Value(laterLogKey{}).(*laterLog)
+	if !ok {
+		return func(int64) {}
+	}
+	later.taken = true
+	route := ""
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		route = rc.RoutePattern()
+	}
+	ctx := Detach(r.Context())
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
+		slog.String("query", RedactQuery(r.URL.RawQuery)), slog.Int("status", status), slog.String("proto", r.Proto),
+	}
+	return func(bytes int64) {
+		later.logger.LogAttrs(ctx, slog.LevelInfo, "request", append(attrs,
+			slog.Int64("bytes", bytes), slog.Duration("duration", time.Since(later.start)))...)
 	}
 }
 

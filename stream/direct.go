@@ -124,9 +124,12 @@ func (s *Subscription) direct(id ID, frame []byte) outcome {
 	return written
 }
 
-// deliver hands e to s directly or through its queue; t.mu must be held.
-func (s *Subscription) deliver(e *Event) {
-	s.settle(e, s.direct(e.ID, e.Frame()))
+// deliver hands e to s directly or through its queue, and says which;
+// t.mu must be held.
+func (s *Subscription) deliver(e *Event) outcome {
+	o := s.direct(e.ID, e.Frame())
+	s.settle(e, o)
+	return o
 }
 
 // settle queues what direct did not write; t.mu must be held.

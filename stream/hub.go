@@ -236,11 +236,13 @@ const parallelFanOut = 1024
 func (t *topic) fanOut(e *Event) {
 	procs := runtime.GOMAXPROCS(0)
 	if len(t.subs) < parallelFanOut || procs == 1 {
+		var n [3]uint64 // by outcome
 		for s := range t.subs {
 			if s.filter.Match(e) {
-				s.deliver(e)
+				n[s.deliver(e)]++
 			}
 		}
+		countDeliveries(n[written]+n[writtenInPart], n[queued])
 		return
 	}
 	subs := t.scratch[:0]
@@ -257,9 +259,12 @@ func (t *topic) fanOut(e *Event) {
 	}
 	directAll(e, subs[:min(chunk, len(subs))], outcomes)
 	wg.Wait()
+	var n [3]uint64 // by outcome
 	for i, s := range subs {
 		s.settle(e, outcomes[i])
+		n[outcomes[i]]++
 	}
+	countDeliveries(n[written]+n[writtenInPart], n[queued])
 	clear(subs) // hold no closed subscription
 	t.scratch = subs[:0]
 }

@@ -165,6 +165,14 @@ func NewPresenceTracker(store PresenceStore, out Broadcaster, cfg PresenceConfig
 	return t
 }
 
+// Members returns how many users are present through this node's streams
+// (one per user and workspace), for metrics.
+func (t *PresenceTracker) Members() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.members)
+}
+
 // Close makes the store calls still queued (the connections of streams
 // that ended, which would otherwise linger for ConnTTL), announces the
 // changes still pending, and stops the tracker; what was scheduled later

@@ -50,6 +50,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&cfg.PID, "pid", "", "server pid(s), comma-separated: report RSS per connection and CPU per delivery")
 	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis host:port: report the Redis commands the scenario cost")
 	fs.StringVar(&jsonOut, "json-out", "", "append the JSON result to this file")
+	fs.BoolVar(&cfg.HTTP2, "http2", false, "streams over HTTP/2 (h2c prior knowledge for http://, ALPN for https://), many per connection")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

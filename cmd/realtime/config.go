@@ -99,6 +99,24 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// LogLevel is debug, info, warn or error (REALTIME_LOG_LEVEL; info).
 	LogLevel slog.Level
+	// TLSCert and TLSKey, both set, make the listener TLS (PEM files),
+	// with HTTP/2 negotiated by ALPN (REALTIME_TLS_CERT, REALTIME_TLS_KEY).
+	TLSCert, TLSKey string
+	// H2C accepts cleartext HTTP/2 with prior knowledge beside HTTP/1 on a
+	// listener without TLS, for a proxy that speaks it (REALTIME_H2C; true).
+	H2C bool
+	// DrainDelay is how long, on SIGTERM, readiness answers 503 while the
+	// listener still serves, before streams are told to leave: the time a
+	// load balancer takes to stop sending new requests (REALTIME_DRAIN_DELAY;
+	// 5s, 0 under --dev).
+	DrainDelay time.Duration
+	// ReadTimeout bounds reading a request's headers, and its body from
+	// the moment its handler starts (REALTIME_READ_TIMEOUT; 10s).
+	ReadTimeout time.Duration
+	// CORSOrigins lists the exact origins (scheme://host[:port]) whose pages
+	// may call the API and load the client script, or "*" for any origin
+	// without credentials (REALTIME_CORS_ORIGINS; empty: no CORS).
+	CORSOrigins []string
 	// Dev runs with the embedded log and a generated key when none is set,
 	// and prints a ready-to-use token (REALTIME_DEV, --dev; false).
 	Dev bool
@@ -110,6 +128,7 @@ func defaultConfig() Config {
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
 		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, PresenceTTL: time.Minute, PresenceGrace: 5 * time.Second, TypingTTL: 5 * time.Second,
 		PresenceInterval: 500 * time.Millisecond, PresenceRate: 2, PresenceBurst: 10, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		H2C: true, DrainDelay: 5 * time.Second, ReadTimeout: 10 * time.Second,
 	}
 }
 
@@ -130,6 +149,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("presence_interval", c.PresenceInterval.String()), slog.Float64("presence_rate", c.PresenceRate), slog.Int("presence_burst", c.PresenceBurst),
 		slog.Int("max_streams_per_user", c.MaxStreamsPerUser), slog.Int("max_workspaces", c.MaxWorkspaces),
 		slog.String("debug_addr", c.DebugAddr), slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
+		slog.Bool("tls", c.TLSCert != ""), slog.Bool("h2c", c.H2C), slog.String("drain_delay", c.DrainDelay.String()),
+		slog.String("read_timeout", c.ReadTimeout.String()), slog.Any("cors_origins", c.CORSOrigins),
 		slog.Bool("dev", c.Dev),
 	)
 }
@@ -221,6 +242,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envDur("REALTIME_BUS_LEASE", &c.BusLease)
 	level := strings.ToLower(getenv("REALTIME_LOG_LEVEL"))
 	envBool("REALTIME_DEV", &c.Dev)
+	c.TLSCert, c.TLSKey = getenv("REALTIME_TLS_CERT"), getenv("REALTIME_TLS_KEY")
+	envBool("REALTIME_H2C", &c.H2C)
+	envDur("REALTIME_DRAIN_DELAY", &c.DrainDelay)
+	envDur("REALTIME_READ_TIMEOUT", &c.ReadTimeout)
+	cors := getenv("REALTIME_CORS_ORIGINS")
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -267,10 +293,17 @@ flags:
 	fs.DurationVar(&c.BusLease, "bus-lease", c.BusLease, "bridge lease (REALTIME_BUS_LEASE)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (REALTIME_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (REALTIME_LOG_LEVEL)")
-	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, generated key, print a dev token (REALTIME_DEV)")
+	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, generated key, loopback only, print a dev token (REALTIME_DEV)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate chain, PEM; with --tls-key: HTTPS and HTTP/2 (REALTIME_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key file, PEM (REALTIME_TLS_KEY)")
+	fs.BoolVar(&c.H2C, "h2c", c.H2C, "accept cleartext HTTP/2 (prior knowledge) without TLS (REALTIME_H2C)")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, readiness 503 while still serving this long; 0 under --dev unless set (REALTIME_DRAIN_DELAY)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "bound on reading request headers, and a body (REALTIME_READ_TIMEOUT)")
+	fs.StringVar(&cors, "cors-origins", cors, "comma-separated origins allowed by CORS, or * (REALTIME_CORS_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
+	problems = append(problems, c.finishServing(cors, getenv, fs)...)
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Sprintf("unexpected arguments: %q", fs.Args()))
 	}
@@ -282,7 +315,7 @@ flags:
 	switch {
 	case c.JWTSecret == "" && !c.Dev:
 		problems = append(problems, "REALTIME_JWT_SECRET is required (or run with --dev)")
-	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
+	case c.JWTSecret != "" && len(c.JWTSecret) < minSecret:
 		problems = append(problems, "REALTIME_JWT_SECRET must be at least 32 bytes")
 	}
 	if c.PublishBurst <= 0 {
@@ -304,7 +337,7 @@ flags:
 		name string
 		v    time.Duration
 	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease},
-		{"presence ttl", c.PresenceTTL}, {"presence grace", c.PresenceGrace}, {"typing ttl", c.TypingTTL}, {"presence interval", c.PresenceInterval}} {
+		{"read timeout", c.ReadTimeout}, {"presence ttl", c.PresenceTTL}, {"presence grace", c.PresenceGrace}, {"typing ttl", c.TypingTTL}, {"presence interval", c.PresenceInterval}} {
 		if d.v <= 0 {
 			problems = append(problems, d.name+" must be positive")
 		}

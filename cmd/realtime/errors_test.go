@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -262,13 +263,26 @@ func TestLogUnavailable(t *testing.T) {
 
 func TestRoutesAnswer(t *testing.T) {
 	n := startNode(t, nil)
-	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, body := do(t, "GET", n.URL+path, "", "")
-		if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != `{"status":"ok"}` {
-			t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+	want := map[string]string{"/healthz": `{"status":"ok","version":"` + buildVersion().Version + `"}`, "/readyz": `{"status":"ok"}`}
+	for path, body := range want {
+		resp, got := do(t, "GET", n.URL+path, "", "")
+		if resp.StatusCode != 200 || strings.TrimSpace(string(got)) != body {
+			t.Errorf("GET %s: %d %s; want 200 %s", path, resp.StatusCode, got, body)
 		}
 	}
-	resp, body := do(t, "GET", n.URL+"/openapi.yaml", "", "")
+	resp, body := do(t, "GET", n.URL+"/version", "", "")
+	var v struct{ Version, GoVersion string }
+	if err := json.Unmarshal(body, &v); resp.StatusCode != 200 || err != nil || v.Version == "" || v.GoVersion != runtime.Version() {
+		t.Errorf("GET /version: %d %s", resp.StatusCode, body)
+	}
+	var out strings.Builder
+	for _, args := range [][]string{{"realtime", "version"}, {"realtime", "--version"}} {
+		out.Reset()
+		if err := run(t.Context(), args, func(string) string { return "" }, nil, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "realtime "+v.Version) {
+			t.Errorf("%q: %v, %q; want realtime %s", args, err, out.String(), v.Version)
+		}
+	}
+	resp, body = do(t, "GET", n.URL+"/openapi.yaml", "", "")
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "openapi: 3.") {
 		t.Errorf("GET /openapi.yaml: %d %.40s", resp.StatusCode, body)
 	}

@@ -31,6 +31,7 @@ const usage = `usage:
   realtime tail [flags]      print a workspace's events as they happen (--poll: by long polling)
   realtime publish [flags]   publish one event
   realtime bench [flags]     load-test a running service (steady, burst, resume, longpoll)
+  realtime version           print the version (also --version)
 Each command takes -h.
 `
 
@@ -76,6 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = publishCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "bench":
 		err = benchCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "version", "--version", "-version":
+		printVersion(stdout)
+		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

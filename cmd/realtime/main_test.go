@@ -71,6 +71,7 @@ func startNode(t *testing.T, env map[string]string, args ...string) *node {
 	t.Helper()
 	full := map[string]string{
 		"REALTIME_ADDR": "127.0.0.1:0", "REALTIME_JWT_SECRET": testSecret, "REALTIME_LOG_LEVEL": "debug",
+		"REALTIME_DRAIN_DELAY": "0",
 	}
 	for k, v := range env {
 		full[k] = v
@@ -120,6 +121,26 @@ func (n *node) stop() error {
 		}
 	})
 	return n.err
+}
+
+// clients holds the HTTP client of each node that needs its own (HTTP/2,
+// TLS), by base URL; every other node is reached with http.DefaultClient.
+var clients sync.Map
+
+// clientFor returns the client for a request to url.
+func clientFor(url string) *http.Client {
+	var c *http.Client
+	clients.Range(func(k, v any) bool {
+		if strings.HasPrefix(url, k.(string)+"/") || url == k.(string) {
+			c = v.(*http.Client)
+			return false
+		}
+		return true
+	})
+	if c == nil {
+		return http.DefaultClient
+	}
+	return c
 }
 
 // token mints a test token.
@@ -186,7 +207,7 @@ func do(t *testing.T, method, url, tok string, body string, hdr ...string) (*htt
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := clientFor(url).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -308,7 +329,7 @@ func (n *node) tryStream(t *testing.T, ws, tok, query string, hdr ...string) (*s
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := clientFor(req.URL.String()).Do(req)
 	if err != nil {
 		cancel()
 		t.Fatalf("open stream: %v", err)

@@ -63,7 +63,7 @@ type process struct {
 func startProcess(t *testing.T, env map[string]string) *process {
 	t.Helper()
 	cmd := exec.Command(binary(t), "serve")
-	cmd.Env = append(os.Environ(), "REALTIME_ADDR=127.0.0.1:0", "REALTIME_JWT_SECRET="+testSecret)
+	cmd.Env = append(os.Environ(), "REALTIME_ADDR=127.0.0.1:0", "REALTIME_JWT_SECRET="+testSecret, "REALTIME_DRAIN_DELAY=0")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

@@ -19,8 +19,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/realtime-dev/realtime"
 	"github.com/realtime-dev/realtime/handlers"
+	"github.com/realtime-dev/realtime/metrics"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 	"github.com/realtime-dev/realtime/stream/redisstream"
@@ -39,7 +42,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger := slog.New(appmw.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
 
 	secret := []byte(cfg.JWTSecret)
-	if len(secret) == 0 { // only with --dev: parseConfig requires it otherwise
+	if cfg.Dev {
+		// Never the configured key: the dev page hands its token to whoever
+		// loads it, and a node sharing that key would honour it.
+		if len(secret) > 0 {
+			logger.Warn("dev mode ignores REALTIME_JWT_SECRET and signs with a key of its own; tokens minted with the secret are not accepted")
+			fmt.Fprintln(stdout, "dev mode: REALTIME_JWT_SECRET is ignored; tokens are signed with a generated key")
+		}
 		secret = make([]byte, 32)
 		rand.Read(secret)
 		secret = []byte(hex.EncodeToString(secret))
@@ -50,13 +59,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	be, err := openLog(ctx, cfg, logger)
+	build := buildVersion()
+	metered := metrics.New(metrics.Build{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion})
+	be, err := openLog(ctx, cfg, logger, metered)
 	if err != nil {
 		return err
 	}
 	log := be.log
 	defer log.Close()
-	logger.Info("starting", "config", cfg)
+	logger.Info("starting", "version", buildVersion().Version, "config", cfg)
 	// Stops before the log closes (defers run last first): its final
 	// announcements still reach the log.
 	presence := stream.NewPresenceTracker(be.presence, log, stream.PresenceConfig{
@@ -64,6 +75,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		StatusTTL: cfg.PresenceTTL, TypingTTL: cfg.TypingTTL, Logger: logger,
 	})
 	defer presence.Close()
+	metered.WatchPresence(presence.Members)
 
 	var devToken string
 	if cfg.Dev {
@@ -78,16 +90,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var hijacked sync.WaitGroup
 	defer waitHijacked(&hijacked, cfg.ShutdownTimeout, logger)
 	defer stopStreams()
+	tlsCfg, err := tlsConfig(cfg)
+	if err != nil {
+		return err
+	}
+	draining := make(chan struct{})
 	srv := &http.Server{
 		Handler: handlers.New(logger, handlers.Config{
+			Draining: draining, BodyTimeout: cfg.ReadTimeout, CORSOrigins: cfg.CORSOrigins, Build: build, Metrics: metered,
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst}, TokenLeeway: leeway,
 			Hijacked: &hijacked,
 		}, log, presence, be.limits, auth, streams),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
+		Protocols:         protocols(cfg),
+		TLSConfig:         tlsCfg,
 		// No WriteTimeout: it would cut every stream. Each stream write
 		// carries its own deadline instead.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -98,14 +118,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// busy port): its own context, cancelled before waiting for it.
 	bridgeCtx, stopBridge := context.WithCancel(ctx)
 	defer stopBridge()
-	bridgeDone, err := startBridge(bridgeCtx, cfg, log, logger)
+	bridgeDone, err := startBridge(bridgeCtx, cfg, log, logger, metered)
 	if err != nil {
 		return err
 	}
 	defer func() { stopBridge(); <-bridgeDone }()
 
 	if cfg.DebugAddr != "" {
-		stopDebug, err := serveDebug(cfg.DebugAddr, logger)
+		stopDebug, err := serveDebug(cfg.DebugAddr, logger, metered)
 		if err != nil {
 			return err
 		}
@@ -117,16 +137,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	if tlsCfg != nil {
+		fmt.Fprintln(stdout, "serving HTTPS (HTTP/2 and HTTP/1.1)")
+	}
 	if cfg.Dev {
 		printDevHelp(stdout, devToken, ln.Addr())
 	}
-	errc := make(chan error, 1)
-	// Serve returns when Shutdown closes the listener.
-	go func() { errc <- srv.Serve(ln) }()
+	errc := startServing(srv, ln)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+	}
+	stop() // a second SIGINT or SIGTERM now ends the process at once
+	if err, stopped := drainDelay(srv, draining, cfg.DrainDelay, errc, logger); stopped {
+		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -163,7 +188,7 @@ func waitHijacked(wg *sync.WaitGroup, timeout time.Duration, logger *slog.Logger
 // startBridge starts the Event Bus bridge when one is configured. It runs
 // until ctx is done (SIGTERM); the returned channel closes when it has
 // stopped.
-func startBridge(ctx context.Context, cfg Config, log stream.Log, logger *slog.Logger) (<-chan struct{}, error) {
+func startBridge(ctx context.Context, cfg Config, log stream.Log, logger *slog.Logger, m *metrics.Metrics) (<-chan struct{}, error) {
 	done := make(chan struct{})
 	if cfg.BusStream == "" {
 		close(done)
@@ -191,6 +216,7 @@ func startBridge(ctx context.Context, cfg Config, log stream.Log, logger *slog.L
 		close(done)
 		return nil, err
 	}
+	m.WatchBridge(b)
 	logger.Info("bridging the event bus", "stream", cfg.BusStream, "group", cfg.BusGroup)
 	// Exits when ctx is done; serve waits for done before returning.
 	go func() {
@@ -202,8 +228,9 @@ func startBridge(ctx context.Context, cfg Config, log stream.Log, logger *slog.L
 
 // serveDebug serves pprof on its own listener (opt-in: it must never share
 // the API's address). The returned func stops it.
-func serveDebug(addr string, logger *slog.Logger) (func(), error) {
+func serveDebug(addr string, logger *slog.Logger, m *metrics.Metrics) (func(), error) {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -237,7 +264,7 @@ type backend struct {
 
 // openLog picks the log: Redis Streams when a URL is configured (and not in
 // dev mode), else the embedded log.
-func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (backend, error) {
+func openLog(ctx context.Context, cfg Config, logger *slog.Logger, m *metrics.Metrics) (backend, error) {
 	if cfg.RedisURL == "" || cfg.Dev {
 		if cfg.RedisURL != "" {
 			logger.Warn("dev mode ignores REALTIME_REDIS_URL and uses the embedded log")
@@ -250,6 +277,7 @@ func openLog(ctx context.Context, cfg Config, logger *slog.Logger) (backend, err
 	defer cancel()
 	l, err := redisstream.New(connectCtx, redisstream.Config{
 		URL: cfg.RedisURL, Cluster: cfg.RedisCluster, Prefix: cfg.RedisPrefix, Retention: cfg.Retention, Logger: logger, MaxWorkspaces: cfg.MaxWorkspaces,
+		Hooks: []redis.Hook{m.RedisHook()},
 	})
 	if err != nil {
 		return backend{}, fmt.Errorf("open redis log: %w", err)

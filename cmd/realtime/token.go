@@ -24,6 +24,9 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
+// minSecret is the shortest HS256 key serve and token accept.
+const minSecret = 32
+
 // mintToken mints a token with REALTIME_JWT_SECRET (and the configured issuer
 // and audience) and prints it.
 func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -44,8 +47,12 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	secret := getenv("REALTIME_JWT_SECRET")
 	var problems []string
-	if secret == "" {
+	switch {
+	case secret == "":
 		problems = append(problems, "REALTIME_JWT_SECRET is not set")
+	case len(secret) < minSecret:
+		// serve refuses such a key: a token signed with it would be refused too.
+		problems = append(problems, fmt.Sprintf("REALTIME_JWT_SECRET is %d bytes; serve accepts only keys of at least %d bytes", len(secret), minSecret))
 	}
 	if sub == "" {
 		problems = append(problems, "--sub is required")

@@ -47,6 +47,7 @@ type Socket struct {
 	werr    error
 
 	lastWrite atomic.Int64 // UnixNano of the last write, read without mu
+	written   int64        // bytes written by either path, under mu
 }
 
 // ErrClosed is returned by writes after Close.
@@ -94,6 +95,7 @@ func (s *Socket) WriteNow(frame []byte) (taken, partial bool) {
 		return false, false
 	}
 	s.lastWrite.Store(time.Now().UnixNano())
+	s.written += int64(n)
 	if n < len(frame) {
 		s.pending = append(s.pending, frame[n:]...)
 		return true, true
@@ -135,10 +137,14 @@ func (s *Socket) Write(b []byte) error {
 	if len(s.pending) > 0 {
 		// One writev(2), not a write each.
 		bufs := net.Buffers{s.pending, b}
-		_, err = bufs.WriteTo(s.conn)
+		var n int64
+		n, err = bufs.WriteTo(s.conn)
+		s.written += n
 		s.pending = nil
 	} else if len(b) > 0 {
-		_, err = s.conn.Write(b)
+		var n int
+		n, err = s.conn.Write(b)
+		s.written += int64(n)
 	}
 	if err != nil {
 		return err
@@ -150,6 +156,13 @@ func (s *Socket) Write(b []byte) error {
 // Read reads from the connection (the stream's watcher of a client that
 // leaves). It does not take the lock: reads never touch what writes do.
 func (s *Socket) Read(p []byte) (int, error) { return s.conn.Read(p) }
+
+// Written returns the bytes written to the connection so far.
+func (s *Socket) Written() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written
+}
 
 // LastWrite returns when s last wrote.
 func (s *Socket) LastWrite() time.Time { return time.Unix(0, s.lastWrite.Load()) }

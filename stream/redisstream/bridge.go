@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,6 +72,33 @@ type Bridge struct {
 	log *Log
 	cfg BridgeConfig
 	key string // the lease key
+
+	// For metrics: entries this node bridged and dead-lettered, and the
+	// age of the last one bridged, when it was (ms).
+	bridged, deadLettered atomic.Uint64
+	lagMillis             atomic.Int64
+}
+
+// Counts returns the entries this node bridged and dead-lettered, and how
+// old the last one it bridged was when it bridged it (from its entry id).
+func (b *Bridge) Counts() (bridged, deadLettered uint64, lag time.Duration) {
+	return b.bridged.Load(), b.deadLettered.Load(), time.Duration(b.lagMillis.Load()) * time.Millisecond
+}
+
+// Backlog asks Redis for the consumer group's entries delivered and not
+// acknowledged (pending), and not yet delivered (undelivered; -1 when
+// Redis cannot tell).
+func (b *Bridge) Backlog(ctx context.Context) (pending, undelivered int64, err error) {
+	groups, err := b.log.rdb.XInfoGroups(ctx, b.cfg.Stream).Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, g := range groups {
+		if g.Name == b.cfg.Group {
+			return g.Pending, g.Lag, nil
+		}
+	}
+	return 0, 0, errors.New("bridge: no consumer group yet")
 }
 
 // NewBridge returns a bridge that appends to l.
@@ -302,6 +331,12 @@ func (b *Bridge) bridge(ctx context.Context, m redis.XMessage) error {
 		// move on.
 		return b.deadLetter(ctx, m, "cannot append: "+err.Error())
 	}
+	b.bridged.Add(1)
+	if ms, _, ok := strings.Cut(m.ID, "-"); ok {
+		if t, err := strconv.ParseInt(ms, 10, 64); err == nil {
+			b.lagMillis.Store(max(0, time.Now().UnixMilli()-t))
+		}
+	}
 	b.cfg.Logger.Debug("bridged", "entry", m.ID, "event_id", e.ID.String(), "workspace", e.WorkspaceID,
 		"type", e.Type, "correlation_id", e.CorrelationID, "repeat", replayed)
 	return nil
@@ -442,6 +477,7 @@ func (b *Bridge) deadLetter(ctx context.Context, m redis.XMessage, reason string
 	if err := deadLetterScript.Run(ctx, b.log.rdb, []string{b.cfg.DeadLetter, seen}, values...).Err(); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
 	}
+	b.deadLettered.Add(1)
 	b.cfg.Logger.Warn("bus entry dead-lettered", "entry", m.ID, "reason", reason, "dead_letter", b.cfg.DeadLetter)
 	return nil
 }

@@ -44,6 +44,8 @@ type Config struct {
 	// MaxWorkspaces caps how many workspaces this node follows live at
 	// once (0: no cap); see stream.ErrTooManyWorkspaces.
 	MaxWorkspaces int
+	// Hooks are added to the Redis client (metrics).
+	Hooks []redis.Hook
 }
 
 // Log is a stream.Log on Redis Streams.
@@ -103,6 +105,11 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		// with 128 KiB buffers each.
 		opt.PipelinePoolSize = -1
 		rdb, addr = redis.NewClient(opt), opt.Addr
+	}
+	for _, h := range cfg.Hooks {
+		if h != nil {
+			rdb.AddHook(h)
+		}
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "rt"

@@ -1,0 +1,77 @@
+package handlers
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/realtime-dev/realtime/metrics"
+)
+
+// observePublish records each publish request's outcome and duration
+// (and a rate-limited one as such), from the status it got.
+func observePublish(m *metrics.Metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if m == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+			outcome := metrics.PublishError
+			switch s := sw.status; {
+			case s == http.StatusCreated && w.Header().Get("Idempotent-Replayed") == "true":
+				outcome = metrics.PublishReplayed
+			case s == http.StatusCreated:
+				outcome = metrics.PublishCreated
+			case s == http.StatusTooManyRequests:
+				outcome = metrics.PublishRateLimited
+				m.RateLimited(metrics.LimitPublish)
+			case s == http.StatusServiceUnavailable:
+				outcome = metrics.PublishUnavailable
+			case s >= 400 && s < 500:
+				outcome = metrics.PublishRejected
+			}
+			m.Published(outcome, time.Since(start))
+		})
+	}
+}
+
+// countRateLimited counts the presence and typing changes refused by
+// their rate limit.
+func countRateLimited(m *metrics.Metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if m == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sw := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+			if sw.status == http.StatusTooManyRequests {
+				m.RateLimited(metrics.LimitPresence)
+			}
+		})
+	}
+}
+
+// statusRecorder notes the status a handler sent.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
