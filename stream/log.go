@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -15,6 +16,55 @@ type Once struct {
 	Fingerprint string
 	// TTL is how long the key is remembered (DefaultOnceTTL when zero).
 	TTL time.Duration
+}
+
+// BatchItem is one event of an AppendBatch, with the Once that makes its
+// append safe to repeat, if any.
+type BatchItem struct {
+	Event *Event
+	Once  *Once // nil: appended every time
+}
+
+// MaxBatch is the most events one AppendBatch takes.
+const MaxBatch = 100
+
+// BatchError says which item of a batch made AppendBatch fail (an
+// idempotency conflict, an event the log cannot encode). It wraps the
+// cause.
+type BatchError struct {
+	Index int
+	Err   error
+}
+
+func (e *BatchError) Error() string { return fmt.Sprintf("batch item %d: %v", e.Index, e.Err) }
+func (e *BatchError) Unwrap() error { return e.Err }
+
+// CheckBatch checks what AppendBatch requires of items before any store is
+// touched: 1 to MaxBatch items, all of one workspace, each encodable, and
+// no once key repeated with another fingerprint. Logs call it; it is
+// exported for their tests.
+func CheckBatch(items []BatchItem) error {
+	if len(items) == 0 || len(items) > MaxBatch {
+		return fmt.Errorf("a batch holds 1 to %d events, not %d", MaxBatch, len(items))
+	}
+	ws := items[0].Event.WorkspaceID
+	fps := make(map[string]string)
+	for i, it := range items {
+		if it.Event.WorkspaceID != ws {
+			return &BatchError{Index: i, Err: fmt.Errorf("workspace %q in a batch for %q", it.Event.WorkspaceID, ws)}
+		}
+		if _, err := it.Event.Body(); err != nil {
+			return &BatchError{Index: i, Err: err}
+		}
+		if it.Once == nil {
+			continue
+		}
+		if fp, ok := fps[it.Once.Key]; ok && fp != "" && it.Once.Fingerprint != "" && fp != it.Once.Fingerprint {
+			return &BatchError{Index: i, Err: ErrIdempotencyConflict}
+		}
+		fps[it.Once.Key] = it.Once.Fingerprint
+	}
+	return nil
 }
 
 // DefaultOnceTTL is how long AppendOnce remembers a key by default.
@@ -40,6 +90,15 @@ type Log interface {
 	// once.Fingerprint differs from the first one's (and both are set),
 	// ErrIdempotencyConflict. Concurrent calls with one key append once.
 	AppendOnce(ctx context.Context, e *Event, once Once) (ev *Event, replayed bool, err error)
+	// AppendBatch appends the events of items, 1 to MaxBatch of one
+	// workspace, in their order and contiguously (no other append comes
+	// between them), all or none, in one step of the store (for Redis: one
+	// script, one round trip). An item whose Once key is recorded, by an
+	// earlier append or by an earlier item of the same batch, is not
+	// appended: its recorded event comes back with replayed[i] set, as
+	// AppendOnce would return it. A fingerprint conflict on any item is a
+	// *BatchError wrapping ErrIdempotencyConflict, and nothing is appended.
+	AppendBatch(ctx context.Context, items []BatchItem) (events []*Event, replayed []bool, err error)
 
 	// Broadcast hands e, an ephemeral event (presence, typing), to the
 	// current subscribers of its workspace on every node. It is not stored,

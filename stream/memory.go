@@ -148,6 +148,55 @@ func (m *Memory) AppendOnce(ctx context.Context, e *Event, once Once) (*Event, b
 	return e, false, nil
 }
 
+// AppendBatch implements Log.
+func (m *Memory) AppendBatch(ctx context.Context, items []BatchItem) ([]*Event, []bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckBatch(items); err != nil {
+		return nil, nil, err
+	}
+	l := m.log(items[0].Event.WorkspaceID)
+	if l == nil {
+		return nil, nil, ErrClosed
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	// First every check, so that a conflict appends nothing.
+	for i, it := range items {
+		if it.Once == nil {
+			continue
+		}
+		if r, ok := l.once[it.Once.Key]; ok && now.Before(r.expires) &&
+			r.fingerprint != "" && it.Once.Fingerprint != "" && r.fingerprint != it.Once.Fingerprint {
+			return nil, nil, &BatchError{Index: i, Err: ErrIdempotencyConflict}
+		}
+	}
+	events := make([]*Event, len(items))
+	replayed := make([]bool, len(items))
+	for i, it := range items {
+		if it.Once != nil {
+			if r, ok := l.once[it.Once.Key]; ok && now.Before(r.expires) {
+				events[i], replayed[i] = r.event, true
+				continue
+			}
+		}
+		events[i] = m.appendLocked(l, it.Event)
+		if it.Once != nil {
+			ttl := it.Once.TTL
+			if ttl <= 0 {
+				ttl = DefaultOnceTTL
+			}
+			exp := now.Add(ttl)
+			l.once[it.Once.Key] = onceRecord{fingerprint: it.Once.Fingerprint, event: events[i], expires: exp}
+			l.onceOrder = append(l.onceOrder, onceEntry{key: it.Once.Key, expires: exp})
+		}
+	}
+	m.forgetOnce(l, now)
+	return events, replayed, nil
+}
+
 // Broadcast implements Log.
 func (m *Memory) Broadcast(ctx context.Context, e *Event) error {
 	if err := ctx.Err(); err != nil {

@@ -240,6 +240,51 @@ redis.call('SET', KEYS[3], ARGV[4] .. '\n' .. e .. '\n' .. seq .. '\n' .. ARGV[1
 return {e, seq}
 `)
 
+// appendBatchScript: KEYS stream, meta, then the batch's distinct once
+// keys; ARGV maxlen, channel, n, then for each item body, index of its
+// once key in KEYS (0: none), fingerprint, ttl ms. Replies {'conflict', i}
+// (nothing appended) or {epoch, r1, …, rn}: each r the item's seq, or
+// the once record it replays.
+var appendBatchScript = redis.NewScript(ensureEpoch + `
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local k, fp = tonumber(ARGV[1 + i * 4]), ARGV[2 + i * 4]
+  if k > 0 and fp ~= '' then
+    local rec = redis.call('GET', KEYS[k])
+    if rec then
+      local was = string.match(rec, '^([^\n]*)\n')
+      if was ~= '' and was ~= fp then return {'conflict', i} end
+    end
+  end
+end
+local s0 = tonumber(redis.call('HGET', KEYS[2], 's'))
+local seq = s0
+local out = {e}
+local made = {}
+for i = 1, n do
+  local body, k, fp, ttl = ARGV[i * 4], tonumber(ARGV[1 + i * 4]), ARGV[2 + i * 4], ARGV[3 + i * 4]
+  local rec = false
+  if k > 0 then rec = made[k] or redis.call('GET', KEYS[k]) end
+  if rec then
+    out[i + 1] = rec
+  else
+    seq = seq + 1
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'b', body)
+    redis.call('PUBLISH', ARGV[2], e .. ' ' .. seq .. ' ' .. body)
+    out[i + 1] = seq
+    if k > 0 then
+      made[k] = fp .. '\n' .. e .. '\n' .. seq .. '\n' .. body
+      redis.call('SET', KEYS[k], made[k], 'PX', ttl)
+    end
+  end
+end
+if seq > s0 then
+  redis.call('HSET', KEYS[2], 's', seq)
+  if s0 == 0 then redis.call('PERSIST', KEYS[2]) end
+end
+return out
+`)
+
 // readScript: KEYS stream, meta; ARGV cursor epoch ("" for the zero
 // cursor), cursor seq, limit (0: head only), idle ms. Returns {epoch, head
 // seq, first retained seq or head+1, entries}. Whether the cursor
@@ -318,6 +363,94 @@ func (l *Log) Broadcast(ctx context.Context, e *stream.Event) error {
 	return nil
 }
 
+// AppendBatch implements stream.Log: one script call.
+func (l *Log) AppendBatch(ctx context.Context, items []stream.BatchItem) ([]*stream.Event, []bool, error) {
+	if l.closed.Load() {
+		return nil, nil, stream.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := stream.CheckBatch(items); err != nil {
+		return nil, nil, err
+	}
+	ws := items[0].Event.WorkspaceID
+	keys := []string{l.streamKey(ws), l.metaKey(ws)}
+	keyIndex := map[string]int{}
+	args := make([]any, 0, 3+4*len(items))
+	args = append(args, l.retention, l.channel, len(items))
+	for _, it := range items {
+		body, _ := it.Event.Body() // CheckBatch encoded it
+		k, fp, ttl := 0, "", int64(0)
+		if it.Once != nil {
+			name := l.onceKey(ws, it.Once.Key)
+			if k = keyIndex[name]; k == 0 {
+				keys = append(keys, name)
+				k = len(keys)
+				keyIndex[name] = k
+			}
+			fp, ttl = it.Once.Fingerprint, it.Once.TTL.Milliseconds()
+			if it.Once.TTL <= 0 {
+				ttl = stream.DefaultOnceTTL.Milliseconds()
+			}
+		}
+		args = append(args, body, k, fp, ttl)
+	}
+	res, err := appendBatchScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, nil, unavailable("append batch to "+ws, err)
+	}
+	if len(res) == 2 && res[0] == "conflict" {
+		i, _ := res[1].(int64)
+		return nil, nil, &stream.BatchError{Index: int(i) - 1, Err: stream.ErrIdempotencyConflict}
+	}
+	if len(res) != len(items)+1 {
+		return nil, nil, fmt.Errorf("append batch to %s: unexpected reply of %d values", ws, len(res))
+	}
+	epoch, err := parseEpoch(res[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("append batch to %s: %w", ws, err)
+	}
+	events := make([]*stream.Event, len(items))
+	replayed := make([]bool, len(items))
+	for i, r := range res[1:] {
+		switch v := r.(type) {
+		case int64:
+			items[i].Event.ID = stream.ID{Epoch: epoch, Seq: uint64(v)}
+			events[i] = items[i].Event
+		case string:
+			prev, err := decodeOnceRecord(v)
+			if err != nil {
+				return nil, nil, fmt.Errorf("append batch to %s: %w", ws, err)
+			}
+			events[i], replayed[i] = prev, true
+		default:
+			return nil, nil, fmt.Errorf("append batch to %s: unexpected reply %v", ws, r)
+		}
+	}
+	return events, replayed, nil
+}
+
+// onceKey is the Redis key of a workspace's once record.
+func (l *Log) onceKey(ws, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return l.prefix + ":{" + ws + "}:o:" + hex.EncodeToString(sum[:16])
+}
+
+// decodeOnceRecord reads "fingerprint\nepoch\nseq\nbody".
+func decodeOnceRecord(rec string) (*stream.Event, error) {
+	parts := strings.SplitN(rec, "\n", 4)
+	if len(parts) != 4 {
+		return nil, errors.New("bad once record")
+	}
+	epoch, err1 := strconv.ParseUint(parts[1], 10, 64)
+	seq, err2 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil, errors.New("bad once record")
+	}
+	return stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(parts[3]))
+}
+
 // AppendOnce implements stream.Log.
 func (l *Log) AppendOnce(ctx context.Context, e *stream.Event, once stream.Once) (*stream.Event, bool, error) {
 	if l.closed.Load() {
@@ -334,8 +467,7 @@ func (l *Log) AppendOnce(ctx context.Context, e *stream.Event, once stream.Once)
 		once.TTL = stream.DefaultOnceTTL
 	}
 	ws := e.WorkspaceID
-	sum := sha256.Sum256([]byte(once.Key))
-	onceKey := l.prefix + ":{" + ws + "}:o:" + hex.EncodeToString(sum[:16])
+	onceKey := l.onceKey(ws, once.Key)
 	res, err := appendOnceScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws), onceKey},
 		body, l.retention, l.channel, once.Fingerprint, once.TTL.Milliseconds()).Slice()
 	if err != nil {

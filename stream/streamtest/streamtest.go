@@ -65,6 +65,9 @@ func Run(t *testing.T, h Harness) {
 		{"BroadcastIsEphemeral", testBroadcast},
 		{"AppendOnce", testAppendOnce},
 		{"AppendOnceConcurrent", testAppendOnceConcurrent},
+		{"AppendBatch", testAppendBatch},
+		{"AppendBatchOnce", testAppendBatchOnce},
+		{"AppendBatchConcurrent", testAppendBatchConcurrent},
 		{"CloseEndsSubscriptions", testClose},
 		{"CancelledContext", testCancelled},
 	}
@@ -788,6 +791,172 @@ func testAppendOnceConcurrent(t *testing.T, h Harness) {
 	}
 	if all := readAll(t, l, "ws1", stream.ID{}, 100); len(all) != 1 {
 		t.Fatalf("log holds %d events; want 1", len(all))
+	}
+}
+
+func batchOf(ws string, from, n int) []stream.BatchItem {
+	items := make([]stream.BatchItem, n)
+	for i := range items {
+		items[i] = stream.BatchItem{Event: Ev(ws, "chat.message", from+i)}
+	}
+	return items
+}
+
+func testAppendBatch(t *testing.T, h Harness) {
+	l := h.New(t, 1000)
+	sub := l.Subscribe("ws1", stream.Filter{}, 64)
+	defer sub.Close()
+	appendN(t, l, "ws1", 2)
+	events, replayed, err := l.AppendBatch(t.Context(), batchOf("ws1", 10, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range events {
+		if replayed[i] || e.ID.Seq != uint64(3+i) || e.CorrelationID != fmt.Sprintf("c-%d", 10+i) {
+			t.Fatalf("item %d: %s %s replayed %v; want seq %d, c-%d, fresh", i, e.ID, e.CorrelationID, replayed[i], 3+i, 10+i)
+		}
+	}
+	got := readAll(t, l, "ws1", stream.ID{}, 100)
+	if len(got) != 7 {
+		t.Fatalf("log holds %v; want 7 events", ids(got))
+	}
+	for i, e := range got[2:] {
+		if e.ID != events[i].ID || string(e.JSON()) != string(events[i].JSON()) {
+			t.Fatalf("read back %s; want %s", e.JSON(), events[i].JSON())
+		}
+	}
+	// Subscribers get the batch in order, like any appends.
+	var live []string
+	for len(live) < 7 {
+		d, ok := recv(t, sub)
+		if !ok {
+			t.Fatalf("subscription closed: %v after %v", sub.Err(), live)
+		}
+		if d.Kind == stream.KindEvent {
+			live = append(live, d.Event.ID.String())
+		}
+	}
+	if want := ids(got); fmt.Sprint(live) != fmt.Sprint(want) {
+		t.Fatalf("subscriber saw %v; want %v", live, want)
+	}
+	// What no log may take, it refuses whole.
+	if _, _, err := l.AppendBatch(t.Context(), nil); err == nil {
+		t.Fatal("an empty batch was accepted")
+	}
+	if _, _, err := l.AppendBatch(t.Context(), batchOf("ws1", 0, stream.MaxBatch+1)); err == nil {
+		t.Fatal("a batch over MaxBatch was accepted")
+	}
+	mixed := append(batchOf("ws1", 20, 2), batchOf("ws2", 22, 1)...)
+	var be *stream.BatchError
+	if _, _, err := l.AppendBatch(t.Context(), mixed); !errors.As(err, &be) || be.Index != 2 {
+		t.Fatalf("a batch across workspaces: %v; want a BatchError at item 2", err)
+	}
+	bad := batchOf("ws1", 30, 3)
+	bad[1].Event.Data = json.RawMessage(`{"id":`)
+	if _, _, err := l.AppendBatch(t.Context(), bad); !errors.As(err, &be) || be.Index != 1 {
+		t.Fatalf("a batch with data that is not JSON: %v; want a BatchError at item 1", err)
+	}
+	if n := len(readAll(t, l, "ws1", stream.ID{}, 100)); n != 7 {
+		t.Fatalf("refused batches left %d events; want 7", n)
+	}
+}
+
+func testAppendBatchOnce(t *testing.T, h Harness) {
+	l := h.New(t, 1000)
+	withKeys := func(from int, keys ...string) []stream.BatchItem {
+		items := batchOf("ws1", from, len(keys))
+		for i, k := range keys {
+			if k != "" {
+				items[i].Once = &stream.Once{Key: k, Fingerprint: "fp-" + k}
+			}
+		}
+		return items
+	}
+	first, replayed, err := l.AppendBatch(t.Context(), withKeys(0, "a", "", "b"))
+	if err != nil || replayed[0] || replayed[1] || replayed[2] {
+		t.Fatalf("first batch: %v replayed %v", err, replayed)
+	}
+	// A repeat appends only what has no recorded key.
+	again, replayed, err := l.AppendBatch(t.Context(), withKeys(10, "a", "", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !replayed[0] || replayed[1] || !replayed[2] || again[0].ID != first[0].ID || again[2].ID != first[2].ID ||
+		string(again[2].JSON()) != string(first[2].JSON()) || again[1].ID.Seq != first[2].ID.Seq+1 {
+		t.Fatalf("repeat: replayed %v ids %v; want a and b replayed as %v, the keyless item appended after them", replayed, ids(again), ids(first))
+	}
+	// One conflict anywhere appends nothing, not even fresh keys before it.
+	conflict := withKeys(20, "c", "a")
+	conflict[1].Once.Fingerprint = "other"
+	var be *stream.BatchError
+	if _, _, err := l.AppendBatch(t.Context(), conflict); !errors.As(err, &be) || be.Index != 1 || !errors.Is(err, stream.ErrIdempotencyConflict) {
+		t.Fatalf("conflict at item 1: %v; want a BatchError at 1 wrapping ErrIdempotencyConflict", err)
+	}
+	if n := len(readAll(t, l, "ws1", stream.ID{}, 100)); n != 4 {
+		t.Fatalf("log holds %d events after the refused batch; want 4", n)
+	}
+	if _, replayed, err := l.AppendBatch(t.Context(), withKeys(30, "c")); err != nil || replayed[0] {
+		t.Fatalf("c after the refused batch: %v replayed %v; want a fresh append (the refused batch recorded nothing)", err, replayed)
+	}
+	// A key twice in one batch: the second is the first's replay.
+	dup, replayed, err := l.AppendBatch(t.Context(), withKeys(40, "d", "d"))
+	if err != nil || replayed[0] || !replayed[1] || dup[1].ID != dup[0].ID {
+		t.Fatalf("key twice in a batch: %v replayed %v ids %v; want the second replaying the first", err, replayed, ids(dup))
+	}
+	twice := withKeys(50, "e", "e")
+	twice[1].Once.Fingerprint = "other"
+	if _, _, err := l.AppendBatch(t.Context(), twice); !errors.As(err, &be) || be.Index != 1 {
+		t.Fatalf("key twice in a batch with two fingerprints: %v; want a BatchError at 1", err)
+	}
+	// AppendOnce and AppendBatch share the records.
+	if prev, replayed, err := l.AppendOnce(t.Context(), Ev("ws1", "chat.message", 60), stream.Once{Key: "d", Fingerprint: "fp-d"}); err != nil || !replayed || prev.ID != dup[0].ID {
+		t.Fatalf("AppendOnce of a batch's key: %v replayed %v", err, replayed)
+	}
+	if n := len(readAll(t, l, "ws1", stream.ID{}, 100)); n != 6 {
+		t.Fatalf("log holds %d events; want 6", n)
+	}
+}
+
+// Batches and single appends from concurrent writers: every batch lands
+// contiguous and in order, and nothing is lost or doubled.
+func testAppendBatchConcurrent(t *testing.T, h Harness) {
+	l := h.New(t, 10000)
+	const writers, batches, size = 6, 10, 7
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for b := range batches {
+				if w%3 == 0 {
+					if _, err := l.Append(t.Context(), Ev("ws1", "chat.message", w*1000+b)); err != nil {
+						t.Errorf("Append: %v", err)
+						return
+					}
+					continue
+				}
+				events, _, err := l.AppendBatch(t.Context(), batchOf("ws1", w*1000+b*10, size))
+				if err != nil {
+					t.Errorf("AppendBatch: %v", err)
+					return
+				}
+				for i := 1; i < len(events); i++ {
+					if events[i].ID.Seq != events[0].ID.Seq+uint64(i) {
+						t.Errorf("batch ids %v are not contiguous", ids(events))
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	all := readAll(t, l, "ws1", stream.ID{}, 97)
+	want := writers/3*batches + (writers-writers/3)*batches*size
+	if len(all) != want {
+		t.Fatalf("read %d events; want %d", len(all), want)
+	}
+	for i, e := range all {
+		if e.ID.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d; want %d", i, e.ID.Seq, i+1)
+		}
 	}
 }
 
