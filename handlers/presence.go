@@ -46,7 +46,7 @@ func allowPresence(logger *slog.Logger, w http.ResponseWriter, r *http.Request, 
 	if cfg.PresenceRate.Per <= 0 {
 		return true
 	}
-	ok, wait, err := limits.Allow(r.Context(), "presence:"+ws+":"+user, cfg.PresenceRate)
+	ok, wait, err := limits.Allow(r.Context(), "presence:"+ws+":"+user, cfg.PresenceRate, 1)
 	if err != nil {
 		writeError(logger, w, r, err)
 		return false
@@ -112,7 +112,7 @@ func handleTyping(logger *slog.Logger, cfg Config, p *stream.PresenceTracker, li
 // decodeBody reads a small JSON object body into v, answering the error
 // itself when it cannot.
 func decodeBody(logger *slog.Logger, w http.ResponseWriter, r *http.Request, cfg Config, v any) bool {
-	raw, ok := readJSON(logger, w, r, cfg)
+	raw, ok := readJSON(logger, w, r, cfg.MaxBody)
 	if !ok {
 		return false
 	}

@@ -47,7 +47,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 				detail: "Idempotency-Key must be 1-255 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-255 printable ASCII characters"}})
 			return
 		}
-		raw, ok := readJSON(logger, w, r, cfg)
+		raw, ok := readJSON(logger, w, r, cfg.MaxBody)
 		if !ok {
 			return
 		}
@@ -82,7 +82,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 		// shared by every publisher of the workspace, and one that sends
 		// malformed events must not use up the others' rate.
 		if cfg.PublishRate.Per > 0 {
-			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate)
+			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate, 1)
 			if err != nil {
 				writeError(logger, w, r, err)
 				return
@@ -134,14 +134,14 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 	})
 }
 
-// readJSON reads a JSON request body of at most cfg.MaxBody bytes,
-// answering the error itself (415, 413) when it cannot.
-func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, cfg Config) ([]byte, bool) {
+// readJSON reads a JSON request body of at most limit bytes, answering
+// the error itself (415, 413) when it cannot.
+func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json"))
 		return nil, false
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBody))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var big *http.MaxBytesError
 	switch {
 	case errors.As(err, &big):

@@ -30,6 +30,7 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, pr
 	r.Group(func(r chi.Router) {
 		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
 		r.With(observePublish(cfg.Metrics), requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, limits, schemas))
+		r.With(observePublish(cfg.Metrics), requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events/batch", handlePublishBatch(logger, cfg, log, limits, schemas))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
 		r.With(countRateLimited(cfg.Metrics)).Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))

@@ -33,6 +33,9 @@ type Config struct {
 	Queue int
 	// MaxBody bounds a publish body (64 KiB).
 	MaxBody int64
+	// MaxBatchBody bounds a batch publish body (1 MiB: 100 events of
+	// about 10 KiB).
+	MaxBatchBody int64
 	// PublishRate limits publishes per workspace, across nodes; a zero Per
 	// means no limit.
 	PublishRate stream.Rate
@@ -104,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 64 << 10
+	}
+	if c.MaxBatchBody <= 0 {
+		c.MaxBatchBody = 1 << 20
 	}
 	return c
 }

@@ -11,10 +11,12 @@ import (
 // Redis, by every node): Memory and redisstream.Log provide one, and pass
 // streamtest.RunLimiter.
 type RateLimiter interface {
-	// Allow takes one token from the bucket named key, which refills at
-	// r. When it is empty it returns false and how long until a token is
-	// due. It blocks on the store.
-	Allow(ctx context.Context, key string, r Rate) (ok bool, wait time.Duration, err error)
+	// Allow takes n tokens (1 for one request, an event batch's size)
+	// from the bucket named key, which refills at r; n is capped at the
+	// burst, so that any request can succeed. When the bucket has fewer
+	// it takes none and returns false and how long until they are due. It
+	// blocks on the store.
+	Allow(ctx context.Context, key string, r Rate, n int) (ok bool, wait time.Duration, err error)
 }
 
 var _ RateLimiter = (*Memory)(nil)
@@ -32,19 +34,20 @@ type bucket struct {
 	rate   Rate // the rate it was last taken at: buckets of several rates share the map
 }
 
-// take refills b to now and takes a token if there is one; otherwise it
-// says how long until there will be.
-func (b *bucket) take(r Rate, now time.Time) (bool, time.Duration) {
+// take refills b to now and takes n tokens if it has them; otherwise it
+// says how long until it will.
+func (b *bucket) take(r Rate, now time.Time, n int) (bool, time.Duration) {
+	need := float64(min(max(n, 1), r.Burst))
 	if b.at.IsZero() {
 		b.tokens, b.at = float64(r.Burst), now
 	}
 	b.tokens = math.Min(float64(r.Burst), b.tokens+now.Sub(b.at).Seconds()*r.Per)
 	b.at, b.rate = now, r
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= need {
+		b.tokens -= need
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / r.Per * float64(time.Second))
+	return false, time.Duration((need - b.tokens) / r.Per * float64(time.Second))
 }
 
 // limiter holds the embedded log's buckets.
@@ -53,10 +56,9 @@ type limiter struct {
 	buckets map[string]*bucket
 }
 
-// Allow takes one token from the bucket named key, shared by every caller
-// of this log (for Redis, by every node). When the bucket is empty it
-// returns false and how long until a token is due.
-func (m *Memory) Allow(ctx context.Context, key string, r Rate) (bool, time.Duration, error) {
+// Allow takes n tokens from the bucket named key, shared by every caller
+// of this log (see RateLimiter).
+func (m *Memory) Allow(ctx context.Context, key string, r Rate, n int) (bool, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return false, 0, err
 	}
@@ -79,6 +81,6 @@ func (m *Memory) Allow(ctx context.Context, key string, r Rate) (bool, time.Dura
 		b = &bucket{}
 		m.lim.buckets[key] = b
 	}
-	ok, wait := b.take(r, now)
+	ok, wait := b.take(r, now, n)
 	return ok, wait, nil
 }

@@ -510,6 +510,7 @@ func (l *Log) AppendOnce(ctx context.Context, e *stream.Event, once stream.Once)
 // per second, burst. Returns {1, 0} or {0, ms until a token}.
 var allowScript = redis.NewScript(`
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local need = math.min(math.max(tonumber(ARGV[3]), 1), burst)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local st = redis.call('HMGET', KEYS[1], 't', 'at')
@@ -517,21 +518,21 @@ local tokens, at = tonumber(st[1]), tonumber(st[2])
 if not tokens then tokens, at = burst, now end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
 local ok, wait = 0, 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= need then
+  tokens = tokens - need
   ok = 1
 else
-  wait = math.ceil((1 - tokens) / rate * 1000)
+  wait = math.ceil((need - tokens) / rate * 1000)
 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return {ok, wait}
 `)
 
-// Allow takes one token from the bucket named key, shared by every node.
-// When it is empty it returns false and how long until a token is due.
-func (l *Log) Allow(ctx context.Context, key string, r stream.Rate) (bool, time.Duration, error) {
-	res, err := allowScript.Run(ctx, l.rdb, []string{l.prefix + ":{" + key + "}:rl"}, r.Per, r.Burst).Int64Slice()
+// Allow takes n tokens from the bucket named key, shared by every node
+// (see stream.RateLimiter).
+func (l *Log) Allow(ctx context.Context, key string, r stream.Rate, n int) (bool, time.Duration, error) {
+	res, err := allowScript.Run(ctx, l.rdb, []string{l.prefix + ":{" + key + "}:rl"}, r.Per, r.Burst, n).Int64Slice()
 	if err != nil {
 		return false, 0, unavailable("rate limit "+key, err)
 	}

@@ -969,20 +969,36 @@ func RunLimiter(t *testing.T, a, b stream.RateLimiter) {
 		if i%2 == 1 {
 			l = b // the bucket is shared
 		}
-		if ok, _, err := l.Allow(t.Context(), "ws-limit", r); !ok || err != nil {
+		if ok, _, err := l.Allow(t.Context(), "ws-limit", r, 1); !ok || err != nil {
 			t.Fatalf("take %d of a burst of 3: ok=%v err=%v", i+1, ok, err)
 		}
 	}
-	ok, wait, err := b.Allow(t.Context(), "ws-limit", r)
+	ok, wait, err := b.Allow(t.Context(), "ws-limit", r, 1)
 	if ok || err != nil || wait <= 0 || wait > 110*time.Millisecond {
 		t.Fatalf("4th take: ok=%v wait=%v err=%v; want a refusal with a wait of at most 1/rate", ok, wait, err)
 	}
-	if ok, _, _ := a.Allow(t.Context(), "ws-other", r); !ok {
+	if ok, _, _ := a.Allow(t.Context(), "ws-other", r, 1); !ok {
 		t.Fatal("another key shares the bucket")
 	}
 	time.Sleep(wait + 20*time.Millisecond) // past the wait; only the direction matters
-	if ok, _, err := a.Allow(t.Context(), "ws-limit", r); !ok || err != nil {
+	if ok, _, err := a.Allow(t.Context(), "ws-limit", r, 1); !ok || err != nil {
 		t.Fatalf("after the advised wait: ok=%v err=%v; want a token", ok, err)
+	}
+	// A batch takes its size, all or nothing, and never more than the
+	// burst, so that it can always succeed once the bucket is full.
+	big := stream.Rate{Per: 10, Burst: 5}
+	if ok, _, err := a.Allow(t.Context(), "ws-batch", big, 3); !ok || err != nil {
+		t.Fatalf("3 of 5: ok=%v err=%v", ok, err)
+	}
+	ok, wait, err = b.Allow(t.Context(), "ws-batch", big, 3)
+	if ok || err != nil || wait < 50*time.Millisecond || wait > 210*time.Millisecond {
+		t.Fatalf("3 more of the 2 left: ok=%v wait=%v err=%v; want a refusal with a wait of about 1/10 s", ok, wait, err)
+	}
+	if ok, _, err := b.Allow(t.Context(), "ws-batch", big, 2); !ok || err != nil {
+		t.Fatalf("the 2 left (the refusal took none): ok=%v err=%v", ok, err)
+	}
+	if ok, _, err := a.Allow(t.Context(), "ws-huge", big, 50); !ok || err != nil {
+		t.Fatalf("a batch over the burst from a full bucket: ok=%v err=%v; want it counted as the burst", ok, err)
 	}
 }
 

@@ -1,0 +1,174 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/realtime-dev/realtime"
+	appmw "github.com/realtime-dev/realtime/middleware"
+	"github.com/realtime-dev/realtime/stream"
+)
+
+// batchAppender is what a batch publish needs of the log.
+type batchAppender interface {
+	AppendBatch(ctx context.Context, items []stream.BatchItem) ([]*stream.Event, []bool, error)
+}
+
+// handlePublishBatch appends up to stream.MaxBatch events to one workspace
+// in one request: in order, contiguously, all or none. Each event is
+// checked as a single publish is, and any bad one refuses the whole batch
+// with errors pointing into it (/events/3/data/id). An Idempotency-Key
+// covers the batch: each event is recorded under the key and its index,
+// with a fingerprint of its content and of the batch's length, so that a
+// retry replays every event, and a retry with another body conflicts.
+// The log records keys per event so that the Event Bus bridge, whose
+// entries each carry their own upstream id, uses the same path.
+func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limits stream.RateLimiter, schemas *realtime.Schemas) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws := chi.URLParam(r, "workspaceID")
+		idemKey, hasKey := r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
+		if hasKey && (idemKey == "" || !printable(idemKey, 200)) {
+			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter",
+				detail: "Idempotency-Key must be 1-200 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-200 printable ASCII characters"}})
+			return
+		}
+		raw, ok := readJSON(logger, w, r, cfg.MaxBatchBody)
+		if !ok {
+			return
+		}
+		var body map[string]jsontext.Value
+		if err := jsonv2.Unmarshal(raw, &body); err != nil || body == nil {
+			writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
+			return
+		}
+		var items []jsontext.Value
+		if err := jsonv2.Unmarshal(body["events"], &items); err != nil || len(body) != 1 {
+			writeError(logger, w, r, &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
+				detail: `the body must be {"events": [...]}`, errors: map[string]string{"/events": "an array of events, and nothing else"}})
+			return
+		}
+		if len(items) == 0 || len(items) > stream.MaxBatch {
+			writeError(logger, w, r, &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
+				detail: fmt.Sprintf("a batch holds 1 to %d events, not %d", stream.MaxBatch, len(items)),
+				errors: map[string]string{"/events": fmt.Sprintf("1 to %d events", stream.MaxBatch)}})
+			return
+		}
+		headerCorr := r.Header.Get("X-Correlation-ID")
+		if !printable(headerCorr, 128) {
+			headerCorr = ""
+		}
+		now := time.Now().UTC()
+		batch := make([]stream.BatchItem, len(items))
+		var bad *realtime.EventError
+		for i, item := range items {
+			ptr := "/events/" + strconv.Itoa(i)
+			generic, data, err := decodeEventBody(item)
+			if err != nil {
+				bad = addProblems(bad, &realtime.EventError{Code: "invalid_event", Detail: "an event is not a JSON object",
+					Problems: map[string]string{"/": "not a JSON object"}}, ptr)
+				continue
+			}
+			if p := schemas.ValidatePublish(generic); p != nil {
+				bad = addProblems(bad, p, ptr)
+				continue
+			}
+			ev := &stream.Event{WorkspaceID: ws, Timestamp: now, Data: data}
+			ev.Type, _ = generic["type"].(string)
+			ev.TargetUserID, _ = generic["targetUserId"].(string)
+			ev.CorrelationID, _ = generic["correlationId"].(string)
+			ev.Source, _ = generic["source"].(string)
+			if ev.CorrelationID == "" {
+				ev.CorrelationID = headerCorr
+			}
+			if ev.CorrelationID == "" {
+				ev.CorrelationID = appmw.NewID()
+			}
+			batch[i].Event = ev
+			if hasKey {
+				// As a single publish fingerprints its decoded body, plus
+				// the batch's length: a retry must be the same batch.
+				canonical, _ := json.Marshal(generic)
+				sum := sha256.Sum256(append(canonical, "\n"+strconv.Itoa(len(items))...))
+				batch[i].Once = &stream.Once{Key: "publish:" + idemKey + "#" + strconv.Itoa(i),
+					Fingerprint: hex.EncodeToString(sum[:]), TTL: cfg.IdempotencyTTL}
+			}
+		}
+		if bad != nil {
+			writeError(logger, w, r, bad)
+			return
+		}
+		if cfg.PublishRate.Per > 0 {
+			// A batch takes a token per event: it delivers as many.
+			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate, len(batch))
+			if err != nil {
+				writeError(logger, w, r, err)
+				return
+			}
+			if !ok {
+				writeError(logger, w, r, &errRateLimited{wait: wait})
+				return
+			}
+		}
+		events, replayed, err := log.AppendBatch(r.Context(), batch)
+		var be *stream.BatchError
+		switch {
+		case errors.As(err, &be) && errors.Is(err, stream.ErrIdempotencyConflict):
+			writeError(logger, w, r, &apiError{status: http.StatusUnprocessableEntity, code: "idempotency_key_reused",
+				detail: "this Idempotency-Key was used with a different batch", errors: map[string]string{"Idempotency-Key": "used with a different batch"}})
+			return
+		case err != nil:
+			writeError(logger, w, r, err)
+			return
+		}
+		appmw.AddLogAttrs(r.Context(), slog.Int("events", len(events)),
+			slog.String("first_event_id", events[0].ID.String()), slog.String("last_event_id", events[len(events)-1].ID.String()))
+		if len(replayed) > 0 && replayed[0] {
+			// A retry of a whole batch replays every event of it.
+			w.Header().Set("Idempotent-Replayed", "true")
+			logger.InfoContext(r.Context(), "batch replayed", "idempotency_key_hash", shortHash(idemKey))
+		} else {
+			logger.InfoContext(r.Context(), "batch published")
+		}
+		out := make([]byte, 0, 64+len(events)*(len(events[0].JSON())+2))
+		out = append(out, `{"events":[`...)
+		for i, e := range events {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, e.JSON()...)
+		}
+		out = append(out, "]}\n"...)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		w.Write(out)
+	})
+}
+
+// addProblems merges p's problems, under ptr, into acc.
+func addProblems(acc, p *realtime.EventError, ptr string) *realtime.EventError {
+	if acc == nil {
+		acc = &realtime.EventError{Code: p.Code, Detail: "an event of the batch is not valid; nothing was appended", Problems: map[string]string{}}
+	}
+	if p.Code != acc.Code {
+		acc.Code = "invalid_event"
+	}
+	for k, v := range p.Problems {
+		if k == "/" {
+			k = ""
+		}
+		acc.Problems[ptr+k] = v
+	}
+	return acc
+}
