@@ -232,3 +232,26 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 		t.Fatalf("after the JWKS came back: %v", err)
 	}
 }
+
+// Whatever a key file holds: parsing never panics, and what it returns is
+// a key a Verifier takes or an error.
+func FuzzParsePublicKeys(f *testing.F) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	good := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	for _, s := range [][]byte{good, nil, []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), append(good, good...), good[:len(good)/2]} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := middleware.ParsePublicKeys(b)
+		if err != nil {
+			return
+		}
+		if len(keys) == 0 {
+			t.Fatal("no keys and no error")
+		}
+		if v, err := middleware.NewVerifier(middleware.AuthConfig{PublicKeys: keys}); err == nil {
+			v.Close()
+		}
+	})
+}
