@@ -26,10 +26,11 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, pr
 	r.Method(http.MethodGet, "/app.css", handleAsset("app.css", "text/css; charset=utf-8"))
 	r.Method(http.MethodGet, "/client/realtime.js", handleAsset("realtime.js", "text/javascript; charset=utf-8"))
 	r.Group(func(r chi.Router) {
-		r.Use(appmw.Authenticate(auth, onError), authorizeWorkspace(logger))
+		r.Use(appmw.AuthenticateWith(auth, appmw.AuthOptions{QueryToken: !cfg.DisableQueryToken, Redeem: redeemTicket(logger, cfg, log)}, onError), authorizeWorkspace(logger))
 		r.With(requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, limits, schemas))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
-		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events/stream", handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
+		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/stream-tickets", handleTicket(logger, cfg, log))
+		r.Method(http.MethodGet, streamRoute, handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
 		r.Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/presence", handleGetPresence(logger, pres))
 		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres, limits))

@@ -275,6 +275,10 @@ type Principal struct {
 	Workspaces []string
 	Scopes     []string
 	Expires    time.Time
+	// Ticket is set when a stream ticket, not a token, authenticated the
+	// request; Types are then the types the ticket was bought for.
+	Ticket bool
+	Types  []string
 }
 
 // CanRead reports whether the principal may read workspace.
@@ -371,8 +375,9 @@ type AuthOptions struct {
 	// silently treated as anonymous.
 	QueryToken bool
 	// Redeem, when set, turns the ticket query parameter of a GET into a
-	// principal (a stream ticket), or fails; its error is wrapped in an
-	// *AuthError with Presented set.
+	// principal (a stream ticket), or fails; an error that matches
+	// ErrUnauthenticated is wrapped in an *AuthError, any other (the store
+	// is down) passed on as it is.
 	Redeem func(r *http.Request, ticket string) (*Principal, error)
 }
 
@@ -397,8 +402,11 @@ func AuthenticateWith(v *Verifier, opts AuthOptions, onError func(http.ResponseW
 			if opts.Redeem != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Authorization") == "" {
 				if t := r.URL.Query().Get("ticket"); t != "" {
 					p, err := opts.Redeem(r, t)
+					if errors.Is(err, ErrUnauthenticated) {
+						err = &AuthError{Presented: true, Err: err}
+					}
 					if err != nil {
-						onError(w, r, &AuthError{Presented: true, Err: err})
+						onError(w, r, err)
 						return
 					}
 					next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))

@@ -45,7 +45,7 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	secret := getenv("REALTIME_JWT_SECRET")
 	var problems []string
 	if secret == "" {
-		problems = append(problems, "REALTIME_JWT_SECRET is not set")
+		problems = append(problems, "REALTIME_JWT_SECRET is not set (this command signs HS256 tokens with it; tokens for a JWKS or PEM keys come from their identity provider)")
 	}
 	if sub == "" {
 		problems = append(problems, "--sub is required")
