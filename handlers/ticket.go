@@ -84,7 +84,9 @@ func handleTicket(logger *slog.Logger, cfg Config, log stream.Log) http.Handler 
 			writeError(logger, w, r, errors.New("no ticket store"))
 			return
 		}
-		ttl := min(cfg.TicketTTL, left-cfg.MinStreamLifetime)
+		// Never past the token's own life; the stream it opens is checked
+		// for MinStreamLifetime again when it opens.
+		ttl := min(cfg.TicketTTL, left)
 		id := stream.NewTicketID()
 		t := stream.Ticket{UserID: p.UserID, Workspace: chi.URLParam(r, "workspaceID"), Types: types, Expires: p.Expires}
 		if err := store.PutTicket(r.Context(), id, t, ttl); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr), slog.String("log", backend), slog.Bool("redis_cluster", c.RedisCluster), slog.String("redis_prefix", c.RedisPrefix),
 		slog.Int("retention", c.Retention), slog.Bool("jwt_secret_set", c.JWTSecret != ""),
 		slog.String("jwt_issuer", c.JWTIssuer), slog.String("jwt_audience", c.JWTAudience),
-		slog.String("jwks_url", c.JWKSURL), slog.String("jwks_refresh", c.JWKSRefresh.String()), slog.Any("jwt_public_keys", c.JWTPublicKeys),
+		slog.String("jwks_url", redactedURL(c.JWKSURL)), slog.String("jwks_refresh", c.JWKSRefresh.String()), slog.Any("jwt_public_keys", c.JWTPublicKeys),
 		slog.String("jwt_leeway", c.JWTLeeway.String()), slog.Bool("allow_query_token", c.AllowQueryToken), slog.String("ticket_ttl", c.TicketTTL.String()),
 		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
@@ -156,6 +157,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("debug_addr", c.DebugAddr), slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
 		slog.Bool("dev", c.Dev),
 	)
+}
+
+// redactedURL hides a password in u, if it has one.
+func redactedURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return p.Redacted()
 }
 
 // parseConfig reads the environment, then flags, and reports every problem
