@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -265,5 +266,36 @@ func TestPEMKeysBesideTheSecret(t *testing.T) {
 		if resp, b := do(t, "GET", n.URL+"/v1/workspaces/ws1/events", tok, ""); resp.StatusCode != 200 {
 			t.Fatalf("poll: %d %s", resp.StatusCode, b)
 		}
+	}
+}
+
+// Key configuration errors are clear, and stop the service before it
+// listens.
+func TestKeyConfigurationErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.pem")
+	os.WriteFile(bad, []byte("not a key"), 0o600)
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "REALTIME_JWKS_URL or REALTIME_JWT_PUBLIC_KEYS"},
+		{map[string]string{"REALTIME_JWT_PUBLIC_KEYS": filepath.Join(t.TempDir(), "missing.pem")}, "public key file"},
+		{map[string]string{"REALTIME_JWT_PUBLIC_KEYS": bad}, "no PEM public key"},
+		{map[string]string{"REALTIME_JWKS_URL": "file:///etc/keys.json"}, "not an http(s) url"},
+		{map[string]string{"REALTIME_JWT_SECRET": testSecret, "REALTIME_TICKET_TTL": "1h"}, "ticket ttl must be at most 5m"},
+	} {
+		env := map[string]string{"REALTIME_ADDR": "127.0.0.1:0"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		err := run(t.Context(), []string{"realtime", "serve"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("serve with %v: %v; want an error saying %q", tc.env, err, tc.want)
+		}
+	}
+	// The token command signs HS256 only, and says so without a secret.
+	err := run(t.Context(), []string{"realtime", "token", "--sub", "u1", "--workspace", "ws1"}, func(string) string { return "" }, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "REALTIME_JWT_SECRET is not set") || !strings.Contains(err.Error(), "JWKS") {
+		t.Fatalf("token without a secret: %v", err)
 	}
 }
