@@ -53,6 +53,9 @@ func (n *node) expectStreamProblem(t *testing.T, what, ws, query string, status 
 	t.Helper()
 	s, resp := n.tryStream(t, ws, "", query, hdr...)
 	defer s.close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatalf("%s: the stream opened; want %d %s", what, status, code)
+	}
 	var buf bytes.Buffer
 	buf.ReadFrom(resp.Body)
 	expectProblem(t, what, resp, buf.Bytes(), status, code)
