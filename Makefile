@@ -48,9 +48,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTypes$$' -fuzztime $(FUZZTIME) ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzEventBody$$' -fuzztime $(FUZZTIME) ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzValidTicketID$$' -fuzztime $(FUZZTIME) ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) ./poll
 	$(GO) test -run '^$$' -fuzz '^FuzzRedactQuery$$' -fuzztime $(FUZZTIME) ./middleware
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./middleware
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePublicKeys$$' -fuzztime $(FUZZTIME) ./middleware
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestBodies$$' -fuzztime $(FUZZTIME) ./handlers
 	$(GO) test -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) ./stream/redisstream
 

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -154,12 +155,90 @@ func TestStreamEndsWhenTokenExpires(t *testing.T) {
 		defer log.Close()
 		h := newHandler(t, handlers.Config{Heartbeat: 15 * time.Second}, log, t.Context())
 		start := time.Now()
-		_, done := streamFor(t, h, t.Context(), mint(t, 40*time.Second), "")
+		rec, done := streamFor(t, h, t.Context(), mint(t, 40*time.Second), "")
 		<-done
 		if took := time.Since(start); took != 40*time.Second {
 			t.Fatalf("stream ended after %v; want at the token's expiry, 40s", took)
 		}
+		f := frames(rec.Body.String())
+		if last := f[len(f)-1]; last != `retry|event: auth.expired|data: {"reason":"token_expired"}` {
+			t.Fatalf("last frame %q; want a retry hint with event auth.expired", last)
+		}
 	})
+}
+
+// A stream opened with a ticket lasts as long as the token the ticket was
+// bought with, and says so when it ends.
+func TestTicketStreamEndsWithItsToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := stream.NewMemory(stream.MemoryConfig{})
+		defer log.Close()
+		h := newHandler(t, handlers.Config{Heartbeat: time.Hour}, log, t.Context())
+		start := time.Now()
+		req := httptest.NewRequestWithContext(t.Context(), "POST", "/v1/workspaces/ws1/stream-tickets", nil)
+		req.Header.Set("Authorization", "Bearer "+mint(t, 40*time.Second))
+		rr := httptest.NewRecorder()
+		h.ServeHTTP(rr, req)
+		var tk struct{ Ticket string }
+		if err := json.Unmarshal(rr.Body.Bytes(), &tk); rr.Code != 201 || err != nil {
+			t.Fatalf("ticket: %d %s", rr.Code, rr.Body)
+		}
+		time.Sleep(10 * time.Second) // within the ticket's 30s
+		req = httptest.NewRequestWithContext(t.Context(), "GET", "/v1/workspaces/ws1/events/stream?ticket="+tk.Ticket, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if took := time.Since(start); took != 40*time.Second || rec.Code != 200 {
+			t.Fatalf("ticket stream: %d, ended after %v; want 200 and at the token's expiry, 40s", rec.Code, took)
+		}
+		if f := frames(rec.Body.String()); f[len(f)-1] != `retry|event: auth.expired|data: {"reason":"token_expired"}` {
+			t.Fatalf("last frame %q; want auth.expired", f[len(f)-1])
+		}
+	})
+}
+
+// The leeway is one rule for opening and for expiry: a stream lives until
+// exp plus the leeway, and one that would have under MinStreamLifetime of
+// that left is not opened (nor a ticket bought for it), so that a token
+// accepted within the leeway never opens a stream that closes at once.
+func TestTokenWithinTheLeewayOpensNoStream(t *testing.T) {
+	log := stream.NewMemory(stream.MemoryConfig{})
+	defer log.Close()
+	v, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret, Leeway: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
+	pres := stream.NewPresenceTracker(log, log, stream.PresenceConfig{Logger: logger})
+	defer pres.Close()
+	h := handlers.New(logger, handlers.Config{TokenLeeway: 30 * time.Second, MinStreamLifetime: 5 * time.Second}, log, pres, log, v, t.Context())
+	for _, tc := range []struct {
+		name   string
+		method string
+		path   string
+	}{
+		{"stream", "GET", "/v1/workspaces/ws1/events/stream"},
+		{"ticket", "POST", "/v1/workspaces/ws1/stream-tickets"},
+	} {
+		// Expired 27s ago: the verifier admits it (leeway 30s), with 3s left.
+		req := httptest.NewRequestWithContext(t.Context(), tc.method, tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+mint(t, -27*time.Second))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 401 || !strings.Contains(rec.Body.String(), `"code":"token_expiring"`) || rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s with 3s left: %d %s; want 401 token_expiring", tc.name, rec.Code, rec.Body)
+		}
+		if ch := rec.Header().Get("WWW-Authenticate"); !strings.Contains(ch, `error="invalid_token"`) {
+			t.Fatalf("%s: WWW-Authenticate %q", tc.name, ch)
+		}
+	}
+	// Expired 20s ago: 10s left, enough.
+	req := httptest.NewRequestWithContext(t.Context(), "POST", "/v1/workspaces/ws1/stream-tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+mint(t, -20*time.Second))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 201 {
+		t.Fatalf("ticket with 10s left: %d %s", rec.Code, rec.Body)
+	}
 }
 
 // The verifier's leeway on exp holds for the stream too: a stream ends that

@@ -93,8 +93,18 @@ func writeError(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err
 		if auth.Presented {
 			challenge += `, error="invalid_token"`
 		}
+		switch {
+		case errors.Is(err, middleware.ErrQueryTokenDisabled):
+			api = errorf(http.StatusUnauthorized, "query_token_disabled", "this server does not take tokens in the URL: send an Authorization header, or open the stream with a ticket (POST .../stream-tickets)")
+		case errors.Is(err, errInvalidTicket):
+			api = errorf(http.StatusUnauthorized, "invalid_ticket", "the stream ticket is unknown, used or expired: get a new one")
+		case errors.Is(err, errTokenExpiring):
+			challenge += `, error_description="the token expires too soon"`
+			api = errorf(http.StatusUnauthorized, "token_expiring", "the token expires too soon to open a stream: get a fresh one")
+		default:
+			api = errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+		}
 		w.Header().Set("WWW-Authenticate", challenge)
-		api = errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
 		logger.DebugContext(r.Context(), "unauthenticated", "err", err)
 	case errors.As(err, &param):
 		code := "invalid_parameter"

@@ -50,6 +50,19 @@ type Config struct {
 	// accepted within the leeway does not open a stream that closes at
 	// once (0).
 	TokenLeeway time.Duration
+	// MinStreamLifetime is the least a stream must have left to live
+	// (its token's exp plus TokenLeeway, from now) to open, and a ticket
+	// to be issued: a token about to expire gets 401 token_expiring
+	// rather than a stream that closes at once (5s).
+	MinStreamLifetime time.Duration
+	// TicketTTL is how long a stream ticket may wait to be used (30s).
+	TicketTTL time.Duration
+	// Tickets keeps stream tickets; nil: the log, when it is a
+	// stream.TicketStore (Memory and redisstream.Log are).
+	Tickets stream.TicketStore
+	// DisableQueryToken refuses the access_token query parameter
+	// (REALTIME_ALLOW_QUERY_TOKEN=false) with 401 query_token_disabled.
+	DisableQueryToken bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
 	IdempotencyTTL time.Duration
 	// Hijacked, when set, lets HTTP/1 streams take over their connection
@@ -104,6 +117,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = stream.DefaultOnceTTL
+	}
+	if c.MinStreamLifetime <= 0 {
+		c.MinStreamLifetime = 5 * time.Second
+	}
+	if c.TicketTTL <= 0 {
+		c.TicketTTL = 30 * time.Second
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 64 << 10

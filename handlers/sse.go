@@ -34,7 +34,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
 		p := appmw.PrincipalFromContext(r.Context())
-		types, err := stream.ParseTypes(r.URL.Query().Get("types"))
+		types, err := streamTypes(r, p)
 		if err != nil {
 			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter", detail: err.Error(), errors: map[string]string{"types": err.Error()}})
 			return
@@ -42,6 +42,14 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 		cursor, fromHead, err := resumePoint(r)
 		if err != nil {
 			writeError(logger, w, r, err)
+			return
+		}
+		if cfg.lifetimeLeft(p) < cfg.MinStreamLifetime {
+			// Admitted within the leeway, or about to expire: a stream
+			// that would close at once is refused, so that the client
+			// gets a fresh token instead (and EventSource, which stops on
+			// a 401, does not loop).
+			writeError(logger, w, r, &appmw.AuthError{Presented: true, Err: errTokenExpiring})
 			return
 		}
 

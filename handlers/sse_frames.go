@@ -48,6 +48,16 @@ func appendBatch(buf []byte, b stream.Batch, pos *stream.ID) []byte {
 	return buf
 }
 
+// appendExpired is the last frame of a stream whose token expired: a
+// retry: hint and an auth.expired event (no id: it moves no resume point),
+// after which the server closes the stream. A client renews its token or
+// ticket and reconnects from its last id.
+func appendExpired(buf []byte, d time.Duration) []byte {
+	buf = append(buf, "retry: "...)
+	buf = strconv.AppendInt(buf, d.Milliseconds(), 10)
+	return append(buf, "\nevent: auth.expired\ndata: {\"reason\":\"token_expired\"}\n\n"...)
+}
+
 func appendRetry(buf []byte, d time.Duration) []byte {
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, d.Milliseconds(), 10)

@@ -138,7 +138,10 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 			case errors.Is(cause, errDraining):
 				out.Write(appendRetry(nil, shortRetry()))
 			case errors.Is(cause, errTokenExpired):
+				// Say why, and come back soon with a fresh token or ticket
+				// from the last id: the client misses nothing.
 				logger.DebugContext(rctx, "stream ended: token expired")
+				out.Write(appendExpired(nil, shortRetry()))
 			case ctx.Err() != nil:
 				logger.DebugContext(rctx, "stream ended: client left")
 			default:

@@ -31,7 +31,7 @@ func TestTokenCacheReusesAVerificationForAMinuteAtMost(t *testing.T) {
 	}
 	// Rotate the key under the verifier: only a cache hit can still
 	// accept the token.
-	v.key = []byte("another-key-another-key-another-key!")
+	v.secret = []byte("another-key-another-key-another-key!")
 	now = now.Add(59 * time.Second)
 	p2, err := v.Verify(tok)
 	if err != nil {

@@ -57,3 +57,19 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// A ?ticket= from a client: only the exact shape of a ticket id passes,
+// so nothing else reaches a store key.
+func FuzzValidTicketID(f *testing.F) {
+	for _, s := range []string{"", stream.NewTicketID(), stream.NewTicketID() + "x", strings.Repeat("A", 43), strings.Repeat("/", 43), "a\r\nb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !stream.ValidTicketID(s) {
+			return
+		}
+		if len(s) != 43 || strings.ContainsAny(s, "{}:\r\n\x00 /+=") {
+			t.Fatalf("ValidTicketID(%q) accepted it", s)
+		}
+	})
+}

@@ -43,6 +43,7 @@ type Memory struct {
 	closed bool
 
 	lim limiter // publish rate buckets, apart from mu
+	tk  tickets // stream tickets, apart from mu
 
 	pres map[string]*presenceState // guarded by mu
 }

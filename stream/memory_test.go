@@ -41,6 +41,12 @@ func TestMemoryLimiter(t *testing.T) {
 	streamtest.RunLimiter(t, l, l)
 }
 
+func TestMemoryTickets(t *testing.T) {
+	l := stream.NewMemory(stream.MemoryConfig{})
+	defer l.Close()
+	streamtest.RunTickets(t, l, l)
+}
+
 func TestMemoryPresence(t *testing.T) {
 	l := stream.NewMemory(stream.MemoryConfig{})
 	defer l.Close()

@@ -12,6 +12,13 @@
 // the same log with the same cursor, so a switch never loses an event, and
 // ids already delivered are dropped anyway. Nothing here throws into the
 // page: every failure becomes a status.
+//
+// No token goes into a URL: each stream is opened with a single-use ticket
+// that getToken()'s token buys (POST .../stream-tickets, with the token in
+// the Authorization header); a server without tickets (404) gets the old
+// ?access_token=. When the token expires the server ends the stream with
+// `event: auth.expired`; the client then calls getToken() again and
+// resumes from its last id at once, so a renewal loses and repeats nothing.
 
 const DEFAULTS = {
   baseUrl: '',
@@ -29,6 +36,7 @@ const DEFAULTS = {
   dedupeWindow: 5000, // how many recent ids to remember
   onReset: null, // called with {cursor} when history was lost: refetch your state
   onError: null, // called with errors thrown by your own listeners
+  tickets: true, // open streams with a stream ticket; false: ?access_token= (servers before tickets)
   EventSource: undefined, // injectable; default: globalThis.EventSource
   fetch: undefined, // injectable; default: globalThis.fetch
 };
@@ -57,6 +65,7 @@ export function connect(options) {
   let closed = false;
   let attempt = 0; // consecutive failed attempts
   let streamFailures = 0; // streams that failed while plain requests worked
+  let noTickets = !o.tickets; // the server has no stream tickets (or they are turned off here)
   let generation = 0; // bumps whenever the current attempt is replaced
   let es = null; // the live EventSource
   let pollAbort = null; // aborts the live poll loop
@@ -199,9 +208,17 @@ export function connect(options) {
       return;
     }
     if (closed || gen !== generation) return;
+    let auth;
+    try {
+      auth = await streamAuth(tok);
+    } catch (_) {
+      if (!probe && !closed && gen === generation) failed(gen, 'no ticket');
+      return;
+    }
+    if (closed || gen !== generation) return;
     let source;
     try {
-      source = new ES(url('/events/stream', { access_token: tok, lastEventId: cursor, types: o.types && o.types.join(',') }));
+      source = new ES(url('/events/stream', { ...auth, lastEventId: cursor }));
     } catch (_) {
       if (!probe) failed(gen, 'stream refused');
       return;
@@ -252,6 +269,15 @@ export function connect(options) {
       advance(e);
       touch();
     });
+    // The token (or the ticket's) expired: the server closes the stream.
+    // Renew at once, from the last id, without counting a failure.
+    source.addEventListener('auth.expired', () => {
+      if (!ready || gen !== generation || closed) return;
+      source.onerror = null;
+      source.close();
+      stopTransport();
+      stream(next(), false);
+    });
     source.addEventListener('sync.reset', (e) => {
       if (!ready) return;
       touch();
@@ -289,6 +315,29 @@ export function connect(options) {
       if (!ready) blocked(gen, false);
       else failed(gen, 'stream dropped');
     };
+  }
+
+  // streamAuth returns the query parameters that authenticate a stream:
+  // a fresh ticket bought with tok, bound to the types; or, from a server
+  // without tickets, the token and the types.
+  async function streamAuth(tok) {
+    const types = o.types && o.types.join(',');
+    if (!noTickets) {
+      const res = await doFetch(url('/stream-tickets', {}), {
+        method: 'POST',
+        headers: { Authorization: 'Bearer ' + tok, 'Content-Type': 'application/json' },
+        body: JSON.stringify(types ? { types } : {}),
+        cache: 'no-store',
+      });
+      if (res.status !== 404 && res.status !== 405) {
+        if (!res.ok) throw new Error('ticket refused: ' + res.status);
+        const body = await res.json();
+        if (!body || typeof body.ticket !== 'string') throw new Error('no ticket in the answer');
+        return { ticket: body.ticket };
+      }
+      noTickets = true; // an older server: it has no such route
+    }
+    return { access_token: tok, types };
   }
 
   // blocked handles a stream that never became ready. If a plain request

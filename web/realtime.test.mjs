@@ -48,7 +48,9 @@ function response(status, body) {
   return { ok: status >= 200 && status < 300, status, json: async () => body, text: async () => JSON.stringify(body) };
 }
 
-const fast = { baseUrl: BASE, workspaceId: 'ws', token: 't', initialDelay: 5, maxDelay: 40, jitter: 0.2, maxAttempts: 4, firstFrameTimeout: 60, streamRetryInterval: 30, stallTimeout: 200, pollWait: 1 };
+// tickets: false for the transport tests: they watch ?access_token= to see
+// a fresh token per attempt; the ticket tests below turn them on.
+const fast = { baseUrl: BASE, workspaceId: 'ws', token: 't', tickets: false, initialDelay: 5, maxDelay: 40, jitter: 0.2, maxAttempts: 4, firstFrameTimeout: 60, streamRetryInterval: 30, stallTimeout: 200, pollWait: 1 };
 
 async function until(what, cond, ms = 3000) {
   const end = Date.now() + ms;
@@ -292,5 +294,90 @@ test('the resume point moves past events hidden from a filtered stream (id-only 
   // A heartbeat before any id (a resumed stream) leaves it alone.
   es.emit('heartbeat', {}, '');
   assert.equal(rt.cursor, 'h-12');
+  rt.close();
+});
+
+// A fetch that sells tickets (and answers polls with nothing), recording
+// every request.
+function ticketServer(log, { status = 201 } = {}) {
+  let n = 0;
+  return async (url, init = {}) => {
+    const u = new URL(url);
+    log.push({ url: u, method: init.method || 'GET', auth: (init.headers || {}).Authorization, body: init.body });
+    if (u.pathname.endsWith('/stream-tickets')) {
+      if (status !== 201) return response(status, { code: 'not_found' });
+      n += 1;
+      return response(201, { ticket: 'tk' + n, expiresAt: new Date(Date.now() + 30000).toISOString() });
+    }
+    return response(200, { events: [], nextCursor: 'h-0', hasMore: false, reset: false });
+  };
+}
+
+test('streams with a ticket bought with the token in a header: no token in any URL', async () => {
+  const requests = [];
+  let tokens = 0;
+  const { rt } = setup({ tickets: true, token: undefined, getToken: async () => `secret-token-${++tokens}`, types: ['chat.*', 'approval.*'] }, ticketServer(requests));
+  await until('a stream', () => FakeES.all.length === 1);
+  const es = FakeES.last();
+  const buy = requests.find((r) => r.url.pathname === '/v1/workspaces/ws/stream-tickets');
+  assert.ok(buy, 'a ticket was bought');
+  assert.equal(buy.method, 'POST');
+  assert.equal(buy.auth, 'Bearer secret-token-1');
+  assert.deepEqual(JSON.parse(buy.body), { types: 'chat.*,approval.*' });
+  assert.equal(es.url.searchParams.get('ticket'), 'tk1');
+  assert.equal(es.url.searchParams.get('access_token'), null);
+  for (const u of [...requests.map((r) => r.url), ...FakeES.all.map((e) => e.url)]) assert.ok(!u.href.includes('secret-token'), `a token in ${u.href}`);
+  es.ready('h-1');
+  await until('live', () => rt.status.state === 'live');
+  rt.close();
+});
+
+test('falls back to access_token on a server without tickets, and asks only once', async () => {
+  const requests = [];
+  const { rt } = setup({ tickets: true }, ticketServer(requests, { status: 404 }));
+  await until('a stream', () => FakeES.all.length === 1);
+  assert.equal(FakeES.last().url.searchParams.get('access_token'), 't');
+  FakeES.last().ready('h-1');
+  await until('live', () => rt.status.state === 'live');
+  FakeES.last().fail();
+  await until('a second stream', () => FakeES.all.length === 2);
+  assert.equal(FakeES.last().url.searchParams.get('access_token'), 't');
+  assert.equal(requests.filter((r) => r.url.pathname.endsWith('/stream-tickets')).length, 1);
+  rt.close();
+});
+
+test('a refused ticket is a failed attempt, retried with a fresh token', async () => {
+  const requests = [];
+  const { rt, statuses } = setup({ tickets: true }, ticketServer(requests, { status: 401 }));
+  await until('reconnecting', () => statuses.some((s) => s.state === 'reconnecting' && s.reason === 'no ticket'));
+  await until('another ticket request', () => requests.filter((r) => r.url.pathname.endsWith('/stream-tickets')).length >= 2);
+  assert.equal(FakeES.all.length, 0);
+  rt.close();
+});
+
+test('on auth.expired it renews the token and resumes from its last id at once, without a gap, a repeat or a reconnecting status', async () => {
+  const requests = [];
+  let tokens = 0;
+  const { rt, statuses, events } = setup({ tickets: true, token: undefined, getToken: async () => `tok${++tokens}` }, ticketServer(requests));
+  await until('a stream', () => FakeES.all.length === 1);
+  const es = FakeES.last();
+  es.ready('h-0');
+  es.event('h-1');
+  es.event('h-2');
+  await until('live', () => rt.status.state === 'live');
+  const before = statuses.length;
+  es.emit('auth.expired', { reason: 'token_expired' });
+  await until('a renewed stream', () => FakeES.all.length === 2);
+  assert.ok(es.closed, 'the expired stream is closed');
+  const es2 = FakeES.last();
+  assert.equal(es2.url.searchParams.get('ticket'), 'tk2');
+  assert.equal(es2.url.searchParams.get('lastEventId'), 'h-2');
+  const buys = requests.filter((r) => r.url.pathname.endsWith('/stream-tickets'));
+  assert.deepEqual(buys.map((r) => r.auth), ['Bearer tok1', 'Bearer tok2']);
+  es2.ready('h-2');
+  es2.event('h-2'); // a repeat is dropped
+  es2.event('h-3');
+  assert.deepEqual(events, ['h-1', 'h-2', 'h-3']);
+  assert.ok(statuses.slice(before).every((s) => s.state === 'live'), `statuses during renewal: ${JSON.stringify(statuses.slice(before))}`);
   rt.close();
 });

@@ -13,14 +13,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream/redisstream/redistest"
 )
 
@@ -560,5 +563,97 @@ func TestBrowserBufferingProxyFallsBackToPolling(t *testing.T) {
 	waitJS(t, tab, "event through the proxy", `document.querySelector('#chat [data-id="via-proxy"]') !== null`, 15*time.Second)
 	if got := evalJS[string](t, tab, connText); got != "Live (polling)" {
 		t.Errorf("indicator %q; want Live (polling)", got)
+	}
+}
+
+// The bundled client streams with tickets: no token is in any URL the
+// page requests. With tokens that expire every few seconds, every event
+// published meanwhile arrives once and in order across the renewals: the
+// server ends each stream with auth.expired, the client calls getToken
+// for a fresh token, buys a ticket with it and resumes from its last id.
+func TestBrowserTicketsRenewAcrossExpiry(t *testing.T) {
+	n := startNode(t, map[string]string{"REALTIME_JWT_LEEWAY": "0s"})
+	// MinStreamLifetime is 5s: a ticket bought with a fresh token has 3s
+	// to open its stream.
+	const ttl = 8 * time.Second
+	var minted atomic.Int32
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, err := appmw.IssueToken([]byte(testSecret), appmw.TokenSpec{Subject: "u1", Workspaces: []string{"ws1"}, TTL: ttl}, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		minted.Add(1)
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, tok)
+	}))
+	defer idp.Close()
+
+	b := newBrowser(t)
+	tab := b.tab("")
+	var (
+		mu   sync.Mutex
+		urls []string
+	)
+	err := chromedp.Listen(tab, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			mu.Lock()
+			urls = append(urls, e.Request.Method+" "+e.Request.URL)
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A page of the service's origin without the dashboard: the client alone.
+	navigate(t, tab, n.URL+"/healthz")
+	evalJS[chromedp.Void](t, tab, `window.__got = []; window.__states = []; window.__tokens = 0;
+import('/client/realtime.js').then(({ connect }) => {
+  const rt = connect({ workspaceId: 'ws1', initialDelay: 200, maxDelay: 1000,
+    getToken: async () => { window.__tokens++; return (await fetch(`+strconv.Quote(idp.URL)+`, { cache: 'no-store' })).text(); } });
+  rt.on('*', (e) => window.__got.push(e.id));
+  rt.onStatus((s) => window.__states.push(s.state + (s.transport ? '/' + s.transport : '') + (s.reason ? ':' + s.reason : '')));
+  window.rt = rt;
+}); undefined`)
+	waitJS(t, tab, "live", `window.__states.includes('live/sse')`, 15*time.Second)
+
+	var want []string
+	deadline := time.Now().Add(2*ttl + 3*time.Second) // at least two expiries
+	for i := 0; time.Now().Before(deadline); i++ {
+		want = append(want, n.publish(t, "ws1", chat(i)).ID)
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitJS(t, tab, "every event", fmt.Sprintf(`window.__got.length >= %d`, len(want)), 20*time.Second)
+	time.Sleep(300 * time.Millisecond) // a duplicate would come now; only the direction matters
+	got := evalJS[[]string](t, tab, `window.__got`)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("page got %d events, want %d once each and in order:\ngot  %v\nwant %v", len(got), len(want), got, want)
+	}
+	if tokens := evalJS[int](t, tab, `window.__tokens`); tokens < 3 {
+		t.Fatalf("getToken called %d times; want a renewal per expiry (at least 3)", tokens)
+	}
+	states := evalJS[[]string](t, tab, `window.__states`)
+	for _, s := range states {
+		if s != "connecting" && s != "live/sse" {
+			t.Errorf("status %q during renewals (%v); want the page live throughout", s, states)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var tickets, streams int
+	for _, u := range urls {
+		if strings.Contains(u, "access_token") || strings.Contains(u, "eyJ") {
+			t.Errorf("a token in a URL the page requested: %s", u)
+		}
+		if strings.HasPrefix(u, "POST ") && strings.HasSuffix(u, "/v1/workspaces/ws1/stream-tickets") {
+			tickets++
+		}
+		if strings.Contains(u, "/events/stream?") && strings.Contains(u, "ticket=") {
+			streams++
+		}
+	}
+	if tickets < 3 || streams < 3 {
+		t.Errorf("%d ticket purchases and %d streams opened with a ticket; want one per renewal (at least 3):\n%s", tickets, streams, strings.Join(urls, "\n"))
 	}
 }

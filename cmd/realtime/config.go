@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -29,9 +30,30 @@ type Config struct {
 	RedisPrefix string
 	// Retention is the events kept per workspace (REALTIME_RETENTION; 10000).
 	Retention int
-	// JWTSecret is the HS256 key, at least 32 bytes (REALTIME_JWT_SECRET).
+	// JWTSecret is the HS256 key, at least 32 bytes (REALTIME_JWT_SECRET);
+	// required unless a JWKS or public keys are configured (or --dev).
 	// Never logged.
 	JWTSecret string
+	// JWKSURL is the identity provider's JSON Web Key Set: RS*, PS*, ES*
+	// and EdDSA tokens signed by its keys are accepted (REALTIME_JWKS_URL,
+	// --jwks-url).
+	JWKSURL string
+	// JWKSRefresh is how often the JWKS is fetched again; an unknown kid
+	// fetches it at once, at most once a minute (REALTIME_JWKS_REFRESH; 1h).
+	JWKSRefresh time.Duration
+	// JWTPublicKeys are PEM files of public keys tokens may be signed with
+	// (REALTIME_JWT_PUBLIC_KEYS, --jwt-public-keys; comma-separated paths).
+	JWTPublicKeys []string
+	// JWTLeeway is the clock skew tolerated on exp and nbf; a stream lasts
+	// until its token's exp plus it (REALTIME_JWT_LEEWAY; 30s).
+	JWTLeeway time.Duration
+	// AllowQueryToken accepts a token in the access_token query parameter
+	// of GET routes, for curl and older clients (REALTIME_ALLOW_QUERY_TOKEN;
+	// true). The bundled client uses stream tickets instead.
+	AllowQueryToken bool
+	// TicketTTL is how long a stream ticket may wait to be used
+	// (REALTIME_TICKET_TTL; 30s, at most 5m).
+	TicketTTL time.Duration
 	// JWTIssuer, when set, is required as the tokens' iss (REALTIME_JWT_ISSUER).
 	JWTIssuer string
 	// JWTAudience, when set, is required in the tokens' aud (REALTIME_JWT_AUDIENCE).
@@ -125,6 +147,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		Addr: ":8080", RedisPrefix: "rt", Retention: 10000,
+		JWKSRefresh: time.Hour, JWTLeeway: 30 * time.Second, AllowQueryToken: true, TicketTTL: 30 * time.Second,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
 		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, PresenceTTL: time.Minute, PresenceGrace: 5 * time.Second, TypingTTL: 5 * time.Second,
 		PresenceInterval: 500 * time.Millisecond, PresenceRate: 2, PresenceBurst: 10, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
@@ -142,6 +165,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr), slog.String("log", backend), slog.Bool("redis_cluster", c.RedisCluster), slog.String("redis_prefix", c.RedisPrefix),
 		slog.Int("retention", c.Retention), slog.Bool("jwt_secret_set", c.JWTSecret != ""),
 		slog.String("jwt_issuer", c.JWTIssuer), slog.String("jwt_audience", c.JWTAudience),
+		slog.String("jwks_url", redactedURL(c.JWKSURL)), slog.String("jwks_refresh", c.JWKSRefresh.String()), slog.Any("jwt_public_keys", c.JWTPublicKeys),
+		slog.String("jwt_leeway", c.JWTLeeway.String()), slog.Bool("allow_query_token", c.AllowQueryToken), slog.String("ticket_ttl", c.TicketTTL.String()),
 		slog.String("heartbeat", c.Heartbeat.String()), slog.String("retry", c.Retry.String()),
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
 		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
@@ -153,6 +178,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("read_timeout", c.ReadTimeout.String()), slog.Any("cors_origins", c.CORSOrigins),
 		slog.Bool("dev", c.Dev),
 	)
+}
+
+// redactedURL hides a password in u, if it has one.
+func redactedURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return p.Redacted()
 }
 
 // parseConfig reads the environment, then flags, and reports every problem
@@ -214,6 +248,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	envInt("REALTIME_RETENTION", &c.Retention)
 	c.JWTSecret = getenv("REALTIME_JWT_SECRET")
+	c.JWKSURL = getenv("REALTIME_JWKS_URL")
+	envDur("REALTIME_JWKS_REFRESH", &c.JWKSRefresh)
+	keys := stringList{}
+	keys.Set(getenv("REALTIME_JWT_PUBLIC_KEYS"))
+	envDur("REALTIME_JWT_LEEWAY", &c.JWTLeeway)
+	envBool("REALTIME_ALLOW_QUERY_TOKEN", &c.AllowQueryToken)
+	envDur("REALTIME_TICKET_TTL", &c.TicketTTL)
 	c.JWTIssuer = getenv("REALTIME_JWT_ISSUER")
 	c.JWTAudience = getenv("REALTIME_JWT_AUDIENCE")
 	envDur("REALTIME_HEARTBEAT", &c.Heartbeat)
@@ -257,7 +298,8 @@ Every flag mirrors the environment variable in its help (the flag wins).
 Set only in the environment, never by a flag (it would show in ps and
 shell history):
   REALTIME_JWT_SECRET   the HS256 key tokens are signed with, at least 32
-                        bytes; required unless --dev
+                        bytes; required unless --dev, --jwks-url or
+                        --jwt-public-keys
 
 flags:
 `, name)
@@ -268,6 +310,13 @@ flags:
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "the Redis URL names a Redis Cluster (REALTIME_REDIS_CLUSTER)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "Redis key prefix (REALTIME_REDIS_PREFIX)")
 	fs.IntVar(&c.Retention, "retention", c.Retention, "events kept per workspace (REALTIME_RETENTION)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", c.JWKSURL, "JWKS of the identity provider (REALTIME_JWKS_URL)")
+	fs.DurationVar(&c.JWKSRefresh, "jwks-refresh", c.JWKSRefresh, "how often the JWKS is fetched again (REALTIME_JWKS_REFRESH)")
+	var flagKeys stringList
+	fs.Var(&flagKeys, "jwt-public-keys", "PEM files of token public keys, comma-separated (REALTIME_JWT_PUBLIC_KEYS)")
+	fs.DurationVar(&c.JWTLeeway, "jwt-leeway", c.JWTLeeway, "clock skew tolerated on exp and nbf (REALTIME_JWT_LEEWAY)")
+	fs.BoolVar(&c.AllowQueryToken, "allow-query-token", c.AllowQueryToken, "accept ?access_token= on GET routes (REALTIME_ALLOW_QUERY_TOKEN)")
+	fs.DurationVar(&c.TicketTTL, "ticket-ttl", c.TicketTTL, "how long a stream ticket may wait to be used (REALTIME_TICKET_TTL)")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "required iss (REALTIME_JWT_ISSUER)")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", c.JWTAudience, "required aud (REALTIME_JWT_AUDIENCE)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "stream heartbeat interval (REALTIME_HEARTBEAT)")
@@ -303,6 +352,10 @@ flags:
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
+	c.JWTPublicKeys = keys
+	if len(flagKeys) > 0 {
+		c.JWTPublicKeys = flagKeys
+	}
 	problems = append(problems, c.finishServing(cors, getenv, fs)...)
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Sprintf("unexpected arguments: %q", fs.Args()))
@@ -313,8 +366,8 @@ flags:
 		}
 	}
 	switch {
-	case c.JWTSecret == "" && !c.Dev:
-		problems = append(problems, "REALTIME_JWT_SECRET is required (or run with --dev)")
+	case c.JWTSecret == "" && !c.Dev && c.JWKSURL == "" && len(c.JWTPublicKeys) == 0:
+		problems = append(problems, "a key to verify tokens with is required: REALTIME_JWT_SECRET (HS256), REALTIME_JWKS_URL or REALTIME_JWT_PUBLIC_KEYS (or run with --dev)")
 	case c.JWTSecret != "" && len(c.JWTSecret) < minSecret:
 		problems = append(problems, "REALTIME_JWT_SECRET must be at least 32 bytes")
 	}
@@ -336,7 +389,7 @@ flags:
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease},
+	}{{"heartbeat", c.Heartbeat}, {"retry", c.Retry}, {"write timeout", c.WriteTimeout}, {"max wait", c.MaxWait}, {"shutdown timeout", c.ShutdownTimeout}, {"idempotency ttl", c.IdempotencyTTL}, {"bus lease", c.BusLease}, {"jwks refresh", c.JWKSRefresh}, {"ticket ttl", c.TicketTTL},
 		{"read timeout", c.ReadTimeout}, {"presence ttl", c.PresenceTTL}, {"presence grace", c.PresenceGrace}, {"typing ttl", c.TypingTTL}, {"presence interval", c.PresenceInterval}} {
 		if d.v <= 0 {
 			problems = append(problems, d.name+" must be positive")
@@ -344,6 +397,12 @@ flags:
 	}
 	if c.BusStream != "" && (c.RedisURL == "" || c.Dev) {
 		problems = append(problems, "REALTIME_BUS_STREAM needs REALTIME_REDIS_URL (the bus lives in Redis), and no --dev")
+	}
+	if c.JWTLeeway < 0 || c.JWTLeeway > 5*time.Minute {
+		problems = append(problems, "jwt leeway must be between 0 and 5m")
+	}
+	if c.TicketTTL > 5*time.Minute {
+		problems = append(problems, "ticket ttl must be at most 5m (a ticket is meant to be used at once)")
 	}
 	if c.MaxWait > 30*time.Second {
 		problems = append(problems, "max wait must be at most 30s")

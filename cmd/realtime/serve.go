@@ -53,11 +53,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		rand.Read(secret)
 		secret = []byte(hex.EncodeToString(secret))
 	}
-	const leeway = 30 * time.Second
-	auth, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: leeway})
+	leeway := cfg.JWTLeeway
+	pubKeys, err := appmw.LoadPublicKeys(cfg.JWTPublicKeys)
 	if err != nil {
 		return err
 	}
+	auth, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret, PublicKeys: pubKeys, JWKSURL: cfg.JWKSURL, JWKSRefresh: cfg.JWKSRefresh,
+		Logger: logger, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: leeway})
+	if err != nil {
+		return err
+	}
+	// Stops the JWKS refresh goroutine, whatever way serve returns.
+	defer auth.Close()
 
 	build := buildVersion()
 	metered := metrics.New(metrics.Build{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion})
@@ -102,6 +109,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst}, TokenLeeway: leeway,
+			TicketTTL: cfg.TicketTTL, DisableQueryToken: !cfg.AllowQueryToken,
 			Hijacked: &hijacked,
 		}, log, presence, be.limits, auth, streams),
 		ReadHeaderTimeout: cfg.ReadTimeout,

@@ -49,7 +49,7 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	var problems []string
 	switch {
 	case secret == "":
-		problems = append(problems, "REALTIME_JWT_SECRET is not set")
+		problems = append(problems, "REALTIME_JWT_SECRET is not set (this command signs HS256 tokens with it; tokens for a JWKS or PEM keys come from their identity provider)")
 	case len(secret) < minSecret:
 		// serve refuses such a key: a token signed with it would be refused too.
 		problems = append(problems, fmt.Sprintf("REALTIME_JWT_SECRET is %d bytes; serve accepts only keys of at least %d bytes", len(secret), minSecret))

@@ -146,6 +146,13 @@ func TestRedisLimiterSharedAcrossNodes(t *testing.T) {
 	streamtest.RunLimiter(t, a, b)
 }
 
+func TestRedisTicketsSharedAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, srv, 100)
+	b := openPrefix(t, srv, 100, a.Prefix())
+	streamtest.RunTickets(t, a, b)
+}
+
 func TestRedisPresenceSharedAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
 	a := open(t, srv, 100)
@@ -180,6 +187,10 @@ func TestConformanceOnCluster(t *testing.T) {
 	t.Run("Presence", func(t *testing.T) {
 		p := fmt.Sprintf("c%d", prefixes.Add(1))
 		streamtest.RunPresence(t, openCluster(t, 100, p), openCluster(t, 100, p))
+	})
+	t.Run("Tickets", func(t *testing.T) {
+		p := fmt.Sprintf("c%d", prefixes.Add(1))
+		streamtest.RunTickets(t, openCluster(t, 100, p), openCluster(t, 100, p))
 	})
 	t.Run("Limiter", func(t *testing.T) {
 		p := fmt.Sprintf("c%d", prefixes.Add(1))

@@ -1152,3 +1152,65 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 		t.Fatal("stopping twice was a change")
 	}
 }
+
+// RunTickets checks a ticket store: a and b must share state (one log, or
+// two nodes of one Redis).
+func RunTickets(t *testing.T, a, b stream.TicketStore) {
+	ctx := t.Context()
+	exp := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	tk := stream.Ticket{UserID: "alice", Workspace: "ws", Types: []string{"chat.*"}, Expires: exp}
+	id := stream.NewTicketID()
+	if !stream.ValidTicketID(id) {
+		t.Fatalf("NewTicketID() = %q, not a valid ticket id", id)
+	}
+	if err := a.PutTicket(ctx, id, tk, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Not for another workspace, and looking does not spend it.
+	if _, ok, err := b.TakeTicket(ctx, "other", id); ok || err != nil {
+		t.Fatalf("another workspace took the ticket: ok=%v err=%v", ok, err)
+	}
+	got, ok, err := b.TakeTicket(ctx, "ws", id)
+	if err != nil || !ok {
+		t.Fatalf("take on the other store: ok=%v err=%v", ok, err)
+	}
+	if got.UserID != tk.UserID || got.Workspace != tk.Workspace || strings.Join(got.Types, ",") != "chat.*" || !got.Expires.Equal(exp) {
+		t.Fatalf("took %+v; want %+v", got, tk)
+	}
+	if _, ok, _ := a.TakeTicket(ctx, "ws", id); ok {
+		t.Fatal("a ticket was taken twice")
+	}
+	// Expiry.
+	short := stream.NewTicketID()
+	if err := a.PutTicket(ctx, short, tk, 40*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(80 * time.Millisecond) // past the TTL; only the direction matters
+	if _, ok, _ := b.TakeTicket(ctx, "ws", short); ok {
+		t.Fatal("an expired ticket was taken")
+	}
+	// Racing redeemers: exactly one wins.
+	race := stream.NewTicketID()
+	if err := a.PutTicket(ctx, race, tk, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			if _, ok, err := s.TakeTicket(ctx, "ws", race); ok && err == nil {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d of 16 concurrent redeemers got the ticket; want 1", n)
+	}
+}
