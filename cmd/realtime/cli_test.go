@@ -139,6 +139,34 @@ func TestCLIPublishAndTailText(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "422 invalid_event") {
 		t.Fatalf("bad publish: %v; want a 422 invalid_event error", err)
 	}
+	// JSON lines from stdin go out in batches, in order; a bad line stops
+	// the run, naming it, with the batches before it stored.
+	var lines3 strings.Builder
+	for i := range 5 {
+		fmt.Fprintf(&lines3, `{"type":"approval.created","data":{"id":"f%d","title":"from a file"}}`+"\n\n", i)
+	}
+	out.Reset()
+	err = run(t.Context(), []string{"realtime", "publish", "--file", "-", "--batch", "2"}, getenv, strings.NewReader(lines3.String()), &out, &errOut)
+	if err != nil {
+		t.Fatalf("publish --file -: %v %s", err, errOut.String())
+	}
+	stored := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(stored) != 5 {
+		t.Fatalf("publish --file printed %d lines; want 5: %s", len(stored), out.String())
+	}
+	for i, l := range stored {
+		if !strings.Contains(l, fmt.Sprintf(`"id":"f%d"`, i)) {
+			t.Fatalf("line %d: %s; want event f%d, in order", i, l, i)
+		}
+		if got := nextLine(t, lines); !strings.Contains(got, fmt.Sprintf(`"id":"f%d"`, i)) {
+			t.Fatalf("tail line %q; want f%d", got, i)
+		}
+	}
+	err = run(t.Context(), []string{"realtime", "publish", "--file", "-"}, getenv,
+		strings.NewReader(`{"type":"approval.created","data":{"id":"g1"}}`+"\n"+`{"type":"approval.created","data":{}}`+"\n"), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "lines 1-2") || !strings.Contains(err.Error(), "422") {
+		t.Fatalf("publish --file with a bad event: %v; want a 422 naming lines 1-2", err)
+	}
 	// A bad token is a permanent error for tail, not a retry loop.
 	bad := func(k string) string {
 		return map[string]string{"REALTIME_URL": n.URL, "REALTIME_TOKEN": "nope", "REALTIME_WORKSPACE": "ws1"}[k]

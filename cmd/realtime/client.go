@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -82,10 +83,12 @@ func (e *problemError) Error() string {
 func (e *problemError) permanent() bool { return e.status >= 400 && e.status < 500 && e.status != 429 }
 
 // publish posts one event and prints it as stored.
-func publishCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func publishCmd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var (
 		cf                                  clientFlags
 		typ, data, target, corr, src, idKey string
+		file                                string
+		batch                               int
 	)
 	fs := flag.NewFlagSet("realtime publish", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -95,12 +98,35 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 	fs.StringVar(&target, "target", "", "only this user receives it (targetUserId)")
 	fs.StringVar(&corr, "correlation-id", "", "correlation id (generated when empty)")
 	fs.StringVar(&src, "source", "realtime-cli", "source")
-	fs.StringVar(&idKey, "idempotency-key", "", "makes a retry append nothing")
+	fs.StringVar(&idKey, "idempotency-key", "", "makes a retry append nothing (with --file: of each batch, suffixed -1, -2, ...)")
+	fs.StringVar(&file, "file", "", `publish the events of a file of JSON lines, one event object per line ("-": stdin), in batches`)
+	fs.IntVar(&batch, "batch", 100, "events per request with --file (1-100)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := cf.check(); err != nil {
 		return err
+	}
+	if file != "" {
+		if typ != "" || data != "" {
+			return errors.New("--file takes its events from the file: drop --type and --data")
+		}
+		if batch < 1 || batch > 100 {
+			return errors.New("--batch must be 1 to 100")
+		}
+		in := stdin
+		if file != "-" {
+			f, err := os.Open(file)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		if in == nil {
+			return errors.New("--file -: no standard input")
+		}
+		return publishLines(ctx, cf, in, batch, idKey, stdout)
 	}
 	if typ == "" || !json.Valid([]byte(data)) {
 		return errors.New("--type and --data (a JSON object) are required")
@@ -132,6 +158,78 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
 	return nil
+}
+
+// publishLines publishes the JSON lines of in, batch events per request
+// to the batch route, in order, and prints each stored event as a line.
+// It stops at the first refused batch, saying which lines it held; the
+// batches before it are stored.
+func publishLines(ctx context.Context, cf clientFlags, in io.Reader, batch int, idKey string, stdout io.Writer) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var (
+		pending   []json.RawMessage
+		firstLine int
+		line      int
+		n         int
+	)
+	send := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		n++
+		body, _ := json.Marshal(map[string]any{"events": pending})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cf.endpoint("/events/batch", nil), bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+cf.token)
+		req.Header.Set("Content-Type", "application/json")
+		if idKey != "" {
+			req.Header.Set("Idempotency-Key", fmt.Sprintf("%s-%d", idKey, n))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("publish lines %d-%d: %w", firstLine, line, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("lines %d-%d (nothing of them stored): %w", firstLine, line, &problemError{status: resp.StatusCode, body: b})
+		}
+		var ans struct{ Events []json.RawMessage }
+		if err := json.Unmarshal(b, &ans); err != nil {
+			return fmt.Errorf("lines %d-%d: answer: %w", firstLine, line, err)
+		}
+		for _, e := range ans.Events {
+			fmt.Fprintln(stdout, string(e))
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for sc.Scan() {
+		line++
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		if !json.Valid(text) || text[0] != '{' {
+			return fmt.Errorf("line %d is not a JSON object", line)
+		}
+		if len(pending) == 0 {
+			firstLine = line
+		}
+		pending = append(pending, append(json.RawMessage(nil), text...))
+		if len(pending) == batch {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return send()
 }
 
 // tailCmd prints a workspace's events until interrupted, resuming across

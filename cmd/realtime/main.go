@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "tail":
 		err = tailCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "publish":
-		err = publishCmd(ctx, args[2:], getenv, stdout, stderr)
+		err = publishCmd(ctx, args[2:], getenv, stdin, stdout, stderr)
 	case "bench":
 		err = benchCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "version", "--version", "-version":

@@ -283,17 +283,7 @@ func (b *Bridge) step(ctx context.Context) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	done := make([]string, 0, len(msgs))
-	var failure error
-	for _, m := range msgs {
-		if err := b.bridge(ctx, m); err != nil {
-			// The log is unavailable: stop here so that order holds; the
-			// entry stays pending and comes first next time.
-			failure = err
-			break
-		}
-		done = append(done, m.ID)
-	}
+	done, failure := b.bridgeAll(ctx, msgs)
 	if len(done) > 0 {
 		if err := rdb.XAck(ctx, cfg.Stream, cfg.Group, done...).Err(); err != nil {
 			return fmt.Errorf("xack: %w", err)
@@ -315,6 +305,84 @@ func messages(res []redis.XStream) []redis.XMessage {
 	return res[0].Messages
 }
 
+// bridgeAll moves msgs into their workspaces' logs, or into the
+// dead-letter stream, and returns the ids of those done. What the log can
+// take goes in one AppendBatch per run of up to stream.MaxBatch entries
+// of one workspace (the entries of a workspace keep their order; those of
+// different workspaces have none to keep), each entry with its own once
+// key, so a batch is safe to repeat after a failure. It stops at the
+// first failure of the store, so that order holds: that workspace's
+// entries stay pending and come first next time.
+func (b *Bridge) bridgeAll(ctx context.Context, msgs []redis.XMessage) ([]string, error) {
+	done := make([]string, 0, len(msgs))
+	type entry struct {
+		m  redis.XMessage
+		ev translated
+	}
+	var (
+		order  []string // workspaces in order of first appearance
+		groups = map[string][]entry{}
+	)
+	for _, m := range msgs {
+		ev, reason := b.translate(m)
+		if reason != "" {
+			if err := b.deadLetter(ctx, m, reason); err != nil {
+				return done, err
+			}
+			done = append(done, m.ID)
+			continue
+		}
+		ws := ev.WorkspaceID
+		if _, ok := groups[ws]; !ok {
+			order = append(order, ws)
+		}
+		groups[ws] = append(groups[ws], entry{m: m, ev: ev})
+	}
+	for _, ws := range order {
+		g := groups[ws]
+		for len(g) > 0 {
+			run := g[:min(len(g), stream.MaxBatch)]
+			g = g[len(run):]
+			items := make([]stream.BatchItem, len(run))
+			for i, e := range run {
+				items[i] = stream.BatchItem{Event: e.ev.Event, Once: &stream.Once{Key: "bus:" + e.ev.upstreamID, TTL: b.cfg.DedupeTTL}}
+			}
+			events, replayed, err := b.log.AppendBatch(ctx, items)
+			if err != nil {
+				if errors.Is(err, stream.ErrUnavailable) || ctx.Err() != nil {
+					return done, err
+				}
+				// Something in the run the log refuses: one by one, so
+				// that only that entry is dead-lettered.
+				for _, e := range run {
+					if err := b.bridge(ctx, e.m); err != nil {
+						return done, err
+					}
+					done = append(done, e.m.ID)
+				}
+				continue
+			}
+			for i, e := range run {
+				b.noteBridged(e.m, events[i], replayed[i])
+				done = append(done, e.m.ID)
+			}
+		}
+	}
+	return done, nil
+}
+
+// noteBridged counts an entry bridged and logs it.
+func (b *Bridge) noteBridged(m redis.XMessage, e *stream.Event, replayed bool) {
+	b.bridged.Add(1)
+	if ms, _, ok := strings.Cut(m.ID, "-"); ok {
+		if t, err := strconv.ParseInt(ms, 10, 64); err == nil {
+			b.lagMillis.Store(max(0, time.Now().UnixMilli()-t))
+		}
+	}
+	b.cfg.Logger.Debug("bridged", "entry", m.ID, "event_id", e.ID.String(), "workspace", e.WorkspaceID,
+		"type", e.Type, "correlation_id", e.CorrelationID, "repeat", replayed)
+}
+
 // bridge moves one entry into its workspace log, or into the dead-letter
 // stream. It errs only when the store fails.
 func (b *Bridge) bridge(ctx context.Context, m redis.XMessage) error {
@@ -331,14 +399,7 @@ func (b *Bridge) bridge(ctx context.Context, m redis.XMessage) error {
 		// move on.
 		return b.deadLetter(ctx, m, "cannot append: "+err.Error())
 	}
-	b.bridged.Add(1)
-	if ms, _, ok := strings.Cut(m.ID, "-"); ok {
-		if t, err := strconv.ParseInt(ms, 10, 64); err == nil {
-			b.lagMillis.Store(max(0, time.Now().UnixMilli()-t))
-		}
-	}
-	b.cfg.Logger.Debug("bridged", "entry", m.ID, "event_id", e.ID.String(), "workspace", e.WorkspaceID,
-		"type", e.Type, "correlation_id", e.CorrelationID, "repeat", replayed)
+	b.noteBridged(m, e, replayed)
 	return nil
 }
 
