@@ -138,22 +138,26 @@ func TestStreamOverHTTP2(t *testing.T) {
 			}
 			gone.close()
 
-			// A token within the verifier's 30 s leeway past exp opens a
-			// stream that ends about a second later, without a hint.
-			old, err := appmw.IssueToken([]byte(testSecret), appmw.TokenSpec{Subject: "u1", Workspaces: []string{"ws1"}, TTL: -29 * time.Second}, time.Now())
+			// A token inside the verifier's 30 s leeway past exp, with more
+			// than the 5 s minimum left, opens a stream that ends at exp
+			// plus the leeway with a retry: hint and auth.expired.
+			old, err := appmw.IssueToken([]byte(testSecret), appmw.TokenSpec{Subject: "u1", Workspaces: []string{"ws1"}, TTL: -23 * time.Second}, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
 			exp := n.openStream(t, "ws1", old, "")
 			exp.first(t)
+			var hinted, expired bool
 			for {
 				f, ok := exp.next(t)
 				if !ok {
 					break // ended at the token's expiry
 				}
-				if f.Retry != "" {
-					t.Fatalf("expired stream got a retry hint %+v; want a plain end", f)
-				}
+				hinted = hinted || f.Retry != ""
+				expired = expired || f.Event == "auth.expired"
+			}
+			if !hinted || !expired {
+				t.Fatalf("expired stream: retry hint %v, auth.expired %v; want both", hinted, expired)
 			}
 
 			// The drain tells the stream to come back, and ends it.
