@@ -142,27 +142,50 @@ func TestPollAndStreamAgree(t *testing.T) {
 // Clients that keep dropping and resuming, switching between streaming and
 // polling, while events are published concurrently, each see every event
 // exactly once and in order.
-func TestResumeRacingPublisherExactlyOnce(t *testing.T) {
+// Readers that keep dropping and resuming, by stream or by poll, while
+// several publishers append at once (single events and batches, on both
+// nodes when there are two): each reader gets the log, whole, once, in
+// log order.
+func TestResumeRacingPublishersExactlyOnce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, env map[string]string) {
-		n := startNode(t, env)
+		nodes := []*node{startNode(t, env)}
+		if env["REALTIME_REDIS_URL"] != "" {
+			nodes = append(nodes, startNode(t, env))
+		}
+		n := nodes[0]
 		tok := token(t, "u1", []string{"ws1"})
+		pub := pubToken(t)
 		start := n.poll(t, "ws1", tok, "").NextCursor
-		const total, clients = 200, 6
-		var published []string
+		const publishers, each, clients = 4, 50, 6
+		const total = publishers * each
 		var wg sync.WaitGroup
-		wg.Go(func() {
-			for i := range total {
-				published = append(published, n.publish(t, "ws1", chat(i)).ID)
-			}
-		})
+		for p := range publishers {
+			wg.Go(func() {
+				on := nodes[p%len(nodes)]
+				for i := 0; i < each; {
+					if p%2 == 1 && i+5 <= each {
+						resp, body := do(t, "POST", on.URL+"/v1/workspaces/ws1/events/batch", pub, batchBody(p*1000+i, 5))
+						if resp.StatusCode != 201 {
+							t.Errorf("batch: %d %s", resp.StatusCode, body)
+							return
+						}
+						i += 5
+						continue
+					}
+					on.publish(t, "ws1", chat(p*1000+i))
+					i++
+				}
+			})
+		}
 		got := make([][]string, clients)
 		for c := range clients {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(uint64(c), 7))
 				cursor := start
 				for len(got[c]) < total && !t.Failed() {
+					on := nodes[rng.IntN(len(nodes))]
 					if rng.IntN(3) == 0 { // a round of polling
-						p := n.poll(t, "ws1", tok, fmt.Sprintf("cursor=%s&limit=%d&wait=5", cursor, 1+rng.IntN(20)))
+						p := on.poll(t, "ws1", tok, fmt.Sprintf("cursor=%s&limit=%d&wait=5", cursor, 1+rng.IntN(20)))
 						if p.Reset {
 							t.Errorf("client %d: unexpected reset", c)
 							return
@@ -173,7 +196,7 @@ func TestResumeRacingPublisherExactlyOnce(t *testing.T) {
 						cursor = p.NextCursor
 						continue
 					}
-					s := n.openStream(t, "ws1", tok, "", "Last-Event-ID", cursor)
+					s := on.openStream(t, "ws1", tok, "", "Last-Event-ID", cursor)
 					s.first(t)
 					want := min(1+rng.IntN(40), total-len(got[c]))
 					for _, f := range s.events(t, want) {
@@ -185,9 +208,13 @@ func TestResumeRacingPublisherExactlyOnce(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		logged, _ := n.pollAll(t, "ws1", pub, start)
+		if len(logged) != total {
+			t.Fatalf("log holds %d events after the start; want %d", len(logged), total)
+		}
 		for c := range clients {
-			if d := cmp.Diff(published, got[c]); d != "" {
-				t.Errorf("client %d (-published +received):\n%s", c, d)
+			if d := cmp.Diff(logged, got[c]); d != "" {
+				t.Errorf("client %d (-log +received):\n%s", c, d)
 			}
 		}
 	})
