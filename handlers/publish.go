@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -41,10 +42,8 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
-		idemKey, hasKey := r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
-		if hasKey && (idemKey == "" || !printable(idemKey, 255)) {
-			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter",
-				detail: "Idempotency-Key must be 1-255 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-255 printable ASCII characters"}})
+		idemKey, hasKey, ok := idempotencyKey(logger, w, r, 255)
+		if !ok {
 			return
 		}
 		raw, ok := readJSON(logger, w, r, cfg.MaxBody)
@@ -132,6 +131,20 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 		w.WriteHeader(http.StatusCreated)
 		w.Write(append(e.JSON(), '\n'))
 	})
+}
+
+// idempotencyKey reads the request's Idempotency-Key, if it has one, and
+// answers a 400 itself (ok false) when it is not 1 to max printable ASCII
+// characters.
+func idempotencyKey(logger *slog.Logger, w http.ResponseWriter, r *http.Request, max int) (key string, has, ok bool) {
+	key, has = r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
+	if has && (key == "" || !printable(key, max)) {
+		rule := fmt.Sprintf("1-%d printable ASCII characters", max)
+		writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter",
+			detail: "Idempotency-Key must be " + rule, errors: map[string]string{"Idempotency-Key": rule}})
+		return "", false, false
+	}
+	return key, has, true
 }
 
 // readJSON reads a JSON request body of at most limit bytes, answering

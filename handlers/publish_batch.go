@@ -38,10 +38,9 @@ type batchAppender interface {
 func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limits stream.RateLimiter, schemas *realtime.Schemas) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
-		idemKey, hasKey := r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
-		if hasKey && (idemKey == "" || !printable(idemKey, 200)) {
-			writeError(logger, w, r, &apiError{status: http.StatusBadRequest, code: "invalid_parameter",
-				detail: "Idempotency-Key must be 1-200 printable ASCII characters", errors: map[string]string{"Idempotency-Key": "1-200 printable ASCII characters"}})
+		// 200, not 255: each event's record is the key, '#' and its index.
+		idemKey, hasKey, ok := idempotencyKey(logger, w, r, 200)
+		if !ok {
 			return
 		}
 		raw, ok := readJSON(logger, w, r, cfg.MaxBatchBody)

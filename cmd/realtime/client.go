@@ -64,6 +64,21 @@ func (c *clientFlags) endpoint(path string, q url.Values) string {
 	return u
 }
 
+// post sends a JSON body to the workspace's path with the token, and the
+// Idempotency-Key when idKey is set.
+func (c *clientFlags) post(ctx context.Context, path string, body []byte, idKey string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(path, nil), bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	if idKey != "" {
+		req.Header.Set("Idempotency-Key", idKey)
+	}
+	return http.DefaultClient.Do(req)
+}
+
 // problemError is a problem+json answer, as a CLI error.
 type problemError struct {
 	status int
@@ -138,16 +153,7 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 		}
 	}
 	body, _ := json.Marshal(fields)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cf.endpoint("/events", nil), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+cf.token)
-	req.Header.Set("Content-Type", "application/json")
-	if idKey != "" {
-		req.Header.Set("Idempotency-Key", idKey)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cf.post(ctx, "/events", body, idKey)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
@@ -179,16 +185,11 @@ func publishLines(ctx context.Context, cf clientFlags, in io.Reader, batch int, 
 		}
 		n++
 		body, _ := json.Marshal(map[string]any{"events": pending})
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cf.endpoint("/events/batch", nil), bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+cf.token)
-		req.Header.Set("Content-Type", "application/json")
+		key := ""
 		if idKey != "" {
-			req.Header.Set("Idempotency-Key", fmt.Sprintf("%s-%d", idKey, n))
+			key = fmt.Sprintf("%s-%d", idKey, n)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := cf.post(ctx, "/events/batch", body, key)
 		if err != nil {
 			return fmt.Errorf("publish lines %d-%d: %w", firstLine, line, err)
 		}
