@@ -42,7 +42,7 @@ type Config struct {
 	// Token also reads heads. PubToken publishes.
 	TokenFor        func(i int) string
 	Token, PubToken string
-	// Mode is steady, burst, resume or longpoll (steady).
+	// Mode is steady, burst, resume, longpoll or publish (steady).
 	Mode string
 	// Subscribers (1000) over Workspaces (10), named Prefix+index ("ws").
 	Subscribers, Workspaces int
@@ -77,6 +77,11 @@ type Config struct {
 	// streams then share a connection, as a browser's tabs on one origin
 	// do; publishes and head reads stay on HTTP/1.
 	HTTP2 bool
+	// Conns keep-alive connections publish as fast as they are answered
+	// in publish mode (16), for Duration (10s there) over Workspaces (100
+	// there); Batch events a request (1: POST .../events; more: POST
+	// .../events/batch).
+	Conns, Batch int
 }
 
 func (c *Config) defaults() {
@@ -85,6 +90,14 @@ func (c *Config) defaults() {
 			*p = v
 		}
 	}
+	if c.Mode == "publish" {
+		set(&c.Workspaces, 100)
+		if c.Duration <= 0 {
+			c.Duration = 10 * time.Second
+		}
+	}
+	set(&c.Conns, 16)
+	set(&c.Batch, 1)
 	set(&c.Subscribers, 1000)
 	set(&c.Workspaces, 10)
 	set(&c.Size, 200)
@@ -152,6 +165,19 @@ type Result struct {
 	RedisCommands              int64     `json:",omitempty"`
 	RedisCommandsPerEvent      float64   `json:",omitempty"`
 	RedisCommandsPerSubscriber float64   `json:",omitempty"`
+	// publish mode: requests and events answered 201 (with every
+	// envelope of a batch), per second over Seconds; the rest by status
+	// ("transport" when no answer came); Latency is the requests'; server
+	// CPU per event and per request.
+	Connections, Batch  int            `json:",omitempty"`
+	Seconds             float64        `json:",omitempty"`
+	Requests, Events    int            `json:",omitempty"`
+	RequestsPerSec      float64        `json:",omitempty"`
+	EventsPerSec        float64        `json:",omitempty"`
+	Errors              int            `json:",omitempty"`
+	ErrorsByStatus      map[string]int `json:",omitempty"`
+	CPUPerEventMicros   float64        `json:",omitempty"`
+	CPUPerRequestMicros float64        `json:",omitempty"`
 }
 
 // Run runs one scenario and prints a report to out.
@@ -182,10 +208,15 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 		res, err = r.resume(ctx)
 	case "longpoll":
 		res, err = r.longpoll(ctx)
+	case "publish":
+		res, err = r.publishLoad(ctx)
 	default:
-		return Result{}, fmt.Errorf("bench: unknown mode %q (steady, burst, resume, longpoll)", cfg.Mode)
+		return Result{}, fmt.Errorf("bench: unknown mode %q (steady, burst, resume, longpoll, publish)", cfg.Mode)
 	}
 	res.Label, res.Mode, res.Subscribers, res.Workspaces = cfg.Label, cfg.Mode, cfg.Subscribers, cfg.Workspaces
+	if cfg.Mode == "publish" {
+		res.Subscribers = 0
+	}
 	report(out, res)
 	return res, err
 }
@@ -836,11 +867,14 @@ func (r *runner) longpoll(ctx context.Context) (Result, error) {
 // measure its own cost as much as the server's. bench/floor's clients are
 // Pollers too, so that its floor and this tool's figures compare.
 type Poller struct {
-	conn net.Conn
-	rd   *bufio.Reader
-	req  []byte // the request's fixed part, after the path
-	body []byte
-	stop func() bool
+	conn   net.Conn
+	rd     *bufio.Reader
+	req    []byte // the request's fixed part, after the path
+	hdr    []byte // the same without the blank line that ends it
+	body   []byte
+	out    []byte // Post's request buffer
+	stop   func() bool
+	closed bool // the last answer said Connection: close
 }
 
 // DialPoller connects to base (an http:// URL); token, when set, is sent
@@ -858,7 +892,7 @@ func DialPoller(ctx context.Context, base, token string) (*Poller, error) {
 	if token != "" {
 		req += "Authorization: Bearer " + token + "\r\n"
 	}
-	return &Poller{conn: conn, rd: bufio.NewReaderSize(conn, 4096), req: []byte(req + "\r\n"),
+	return &Poller{conn: conn, rd: bufio.NewReaderSize(conn, 4096), req: []byte(req + "\r\n"), hdr: []byte(req),
 		stop: context.AfterFunc(ctx, func() { conn.Close() })}, nil
 }
 
@@ -876,6 +910,33 @@ func (p *Poller) Get(path string) (status int, body []byte, err error) {
 	if _, err := p.conn.Write(req); err != nil {
 		return 0, nil, err
 	}
+	return p.answer()
+}
+
+// Post sends one POST of a JSON body and reads the answer, which may be
+// chunked. The answer's body is valid until the next call; after an
+// answer with Connection: close, Closed reports true and the connection
+// is done.
+func (p *Poller) Post(path string, body []byte) (status int, answer []byte, err error) {
+	b := append(append(append(p.out[:0], "POST "...), path...), p.hdr...)
+	b = append(b, "Content-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(append(b, "\r\n\r\n"...), body...)
+	p.out = b
+	if _, err := p.conn.Write(b); err != nil {
+		return 0, nil, err
+	}
+	return p.answer()
+}
+
+// Closed reports whether the server closed the connection after its
+// last answer.
+func (p *Poller) Closed() bool { return p.closed }
+
+// answer reads one answer: status line, headers, and a body of
+// Content-Length bytes or in chunks.
+func (p *Poller) answer() (status int, body []byte, err error) {
+	p.closed = false
 	line, err := p.rd.ReadSlice('\n')
 	if err != nil {
 		return 0, nil, err
@@ -886,7 +947,7 @@ func (p *Poller) Get(path string) (status int, body []byte, err error) {
 	if status == 0 {
 		return 0, nil, fmt.Errorf("bench: status line %q", line)
 	}
-	length := -1
+	length, chunked := -1, false
 	for {
 		line, err := p.rd.ReadSlice('\n')
 		if err != nil {
@@ -896,9 +957,20 @@ func (p *Poller) Get(path string) (status int, body []byte, err error) {
 		if len(h) == 0 {
 			break
 		}
-		if k, v, ok := bytes.Cut(h, []byte(":")); ok && strings.EqualFold(string(k), "Content-Length") {
-			length, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		if k, v, ok := bytes.Cut(h, []byte(":")); ok {
+			v = bytes.TrimSpace(v)
+			switch {
+			case strings.EqualFold(string(k), "Content-Length"):
+				length, _ = strconv.Atoi(string(v))
+			case strings.EqualFold(string(k), "Transfer-Encoding"):
+				chunked = bytes.EqualFold(v, []byte("chunked"))
+			case strings.EqualFold(string(k), "Connection"):
+				p.closed = bytes.EqualFold(v, []byte("close"))
+			}
 		}
+	}
+	if chunked {
+		return p.chunks(status)
 	}
 	if length < 0 {
 		return 0, nil, fmt.Errorf("bench: answer %d without Content-Length", status)
@@ -911,6 +983,41 @@ func (p *Poller) Get(path string) (status int, body []byte, err error) {
 		return 0, nil, err
 	}
 	return status, p.body, nil
+}
+
+// chunks reads a chunked body (RFC 9112 section 7.1), trailers ignored.
+func (p *Poller) chunks(status int) (int, []byte, error) {
+	p.body = p.body[:0]
+	for {
+		line, err := p.rd.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, err
+		}
+		size, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(";"))
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 32)
+		if err != nil || n < 0 {
+			return 0, nil, fmt.Errorf("bench: chunk size %q", line)
+		}
+		if n == 0 {
+			for { // trailers, then the blank line
+				line, err := p.rd.ReadSlice('\n')
+				if err != nil {
+					return 0, nil, err
+				}
+				if len(bytes.TrimRight(line, "\r\n")) == 0 {
+					return status, p.body, nil
+				}
+			}
+		}
+		at := len(p.body)
+		p.body = append(p.body, make([]byte, n)...)
+		if _, err := io.ReadFull(p.rd, p.body[at:]); err != nil {
+			return 0, nil, err
+		}
+		if _, err := p.rd.Discard(2); err != nil { // the chunk's CRLF
+			return 0, nil, err
+		}
+	}
 }
 
 func (r *runner) head(ctx context.Context, ws string) (string, error) {
@@ -929,6 +1036,10 @@ func (r *runner) head(ctx context.Context, ws string) (string, error) {
 }
 
 func report(w io.Writer, r Result) {
+	if r.Mode == "publish" {
+		reportPublish(w, r)
+		return
+	}
 	fmt.Fprintf(w, "== realtime bench %s  mode=%s  subscribers=%d workspaces=%d\n", r.Label, r.Mode, r.Subscribers, r.Workspaces)
 	fmt.Fprintf(w, "connect: %d ready, %d failed in %.3fs (p50 %.2fms p99 %.2fms)\n", r.Ready, r.ConnectFailed, r.ConnectSeconds, r.Connect.P50, r.Connect.P99)
 	fmt.Fprintf(w, "deliveries: published %d (errors %d), expected %d, received %d, missing %d, duplicates %d\n",

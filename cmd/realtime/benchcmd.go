@@ -33,13 +33,13 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&cfg.Token, "token", getenv("REALTIME_TOKEN"), "subscriber token covering every workspace, for --shared-user and head reads (REALTIME_TOKEN; minted when empty)")
 	fs.BoolVar(&shared, "shared-user", false, "every subscriber uses --token, one user for all (a comparison: it hides per-user work such as presence)")
 	fs.StringVar(&cfg.PubToken, "pub-token", getenv("REALTIME_PUB_TOKEN"), "publisher token with events:publish (REALTIME_PUB_TOKEN)")
-	fs.StringVar(&cfg.Mode, "mode", "steady", "steady, burst, resume or longpoll")
+	fs.StringVar(&cfg.Mode, "mode", "steady", "steady, burst, resume, longpoll or publish")
 	fs.StringVar(&cfg.Label, "label", "", "label for the result")
 	fs.IntVar(&cfg.Subscribers, "n", 1000, "subscribers (or long polls)")
-	fs.IntVar(&cfg.Workspaces, "w", 10, "workspaces (steady, resume)")
+	fs.IntVar(&cfg.Workspaces, "w", 10, "workspaces (steady, resume; publish: 100 unless given)")
 	fs.StringVar(&cfg.Prefix, "prefix", "ws", "workspace name prefix")
 	fs.Float64Var(&cfg.Rate, "rate", 200, "events per second (steady)")
-	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "publish phase (steady)")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "publish phase (steady; publish: 10s unless given)")
 	fs.IntVar(&cfg.Size, "size", 200, "event data size in bytes")
 	fs.IntVar(&cfg.PubConns, "pub-conns", 4, "concurrent publishers")
 	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 200, "subscribers connecting at once")
@@ -51,8 +51,29 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&cfg.RedisAddr, "redis", "", "Redis host:port: report the Redis commands the scenario cost")
 	fs.StringVar(&jsonOut, "json-out", "", "append the JSON result to this file")
 	fs.BoolVar(&cfg.HTTP2, "http2", false, "streams over HTTP/2 (h2c prior knowledge for http://, ALPN for https://), many per connection")
+	fs.IntVar(&cfg.Conns, "c", 16, "keep-alive connections publishing as fast as they are answered (publish)")
+	fs.IntVar(&cfg.Batch, "batch", 1, "events a request (publish): 1 posts to .../events, more to .../events/batch")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if cfg.Mode == "publish" {
+		// Publishing needs only the publisher's token; -w and --duration
+		// default to the referee harness's 100 workspaces and 10 s.
+		if cfg.PubToken == "" {
+			return fmt.Errorf("--pub-token is required for --mode publish (realtime token --scope events:publish mints one)")
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["w"] {
+			cfg.Workspaces = 100
+		}
+		if !set["duration"] {
+			cfg.Duration = 10 * time.Second
+		}
+		shared = true
+		if cfg.Token == "" {
+			cfg.Token = cfg.PubToken
+		}
 	}
 	cfg.URLs = strings.Split(urls, ",")
 	// One user per connection unless asked otherwise: subscriber i is
@@ -90,6 +111,9 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		defer f.Close()
 		b, _ := json.Marshal(res)
 		fmt.Fprintf(f, "%s\n", b)
+	}
+	if res.Mode == "publish" && res.Events == 0 {
+		return fmt.Errorf("no publish succeeded (errors by status: %v)", res.ErrorsByStatus)
 	}
 	if res.Missing > 0 {
 		return fmt.Errorf("%d deliveries missing", res.Missing)
