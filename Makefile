@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/realtime
 
-.PHONY: run example test check build bench load floor fuzz clean
+.PHONY: run example test check build bench load floor pubfloor fuzz clean
 
 ## run: the service in dev mode (embedded log, generated key, prints a token)
 run:
@@ -40,6 +40,11 @@ floor:
 	$(GO) run ./bench/floor -mode write -n 10000 -w 100 -rate 100 -duration 20s
 	$(GO) run ./bench/floor -mode write -n 1000 -w 10 -rate 200 -duration 20s
 	$(GO) run ./bench/floor -mode longpoll -n 5000
+
+## pubfloor: the same publish load as `realtime bench --mode publish`, single and in batches of 50, against a bare net/http handler (README, Performance)
+pubfloor:
+	$(GO) run ./bench/floor -mode publish -c 16 -w 100 -duration 10s
+	$(GO) run ./bench/floor -mode publish -c 16 -w 100 -duration 10s -batch 50
 
 ## fuzz: a short run of each fuzz target (FUZZTIME each, 10s by default)
 FUZZTIME ?= 10s

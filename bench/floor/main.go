@@ -12,11 +12,18 @@
 //     at once with a fixed body; clients in another process report when the
 //     last answer arrived. This is the floor under "one event answers 5,000
 //     long polls within X ms".
+//   - publish: a bare net/http handler reads each request's body and
+//     answers 201 with a fixed envelope-sized JSON body (a batch's: one
+//     envelope per event), loaded from another process by the same client
+//     as `realtime bench --mode publish`, which reports its answers/s,
+//     request latency and this server's CPU per event. This is the floor
+//     under publishes/s.
 //
 // Usage (the shapes of scenario (b) and of the long-poll case):
 //
 //	go run ./bench/floor -mode write -n 10000 -w 100 -rate 100 -duration 20s
 //	go run ./bench/floor -mode longpoll -n 5000
+//	go run ./bench/floor -mode publish -c 16 -w 100 -duration 10s   # -batch 50 for batches
 package main
 
 import (
@@ -40,17 +47,33 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "write", "write or longpoll")
+	mode := flag.String("mode", "write", "write, longpoll or publish")
 	n := flag.Int("n", 10000, "subscribers (write) or long polls (longpoll)")
 	w := flag.Int("w", 100, "workspaces (write)")
 	rate := flag.Int("rate", 100, "events per second over all workspaces (write)")
-	duration := flag.Duration("duration", 20*time.Second, "publishing time (write)")
-	size := flag.Int("size", 450, "frame or body size in bytes, about what realtime sends for sseload's 200-byte payload")
+	duration := flag.Duration("duration", 20*time.Second, "publishing time (write; publish: 10s unless given)")
+	size := flag.Int("size", 450, "frame or body size in bytes, about what realtime sends for sseload's 200-byte payload (publish: the event's, 200 unless given)")
+	conns := flag.Int("c", 16, "keep-alive connections publishing as fast as they are answered (publish)")
+	batch := flag.Int("batch", 1, "events a request (publish)")
 	role := flag.String("role", "", "internal: the child process's part")
 	addr := flag.String("addr", "", "internal: the parent's listener")
 	flag.Parse()
+	if *mode == "publish" || *role == "publishers" {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["duration"] {
+			*duration = 10 * time.Second
+		}
+		if !set["size"] {
+			*size = 200
+		}
+	}
 	var err error
 	switch {
+	case *role == "publishers":
+		err = publishers(*addr, *conns, *w, *batch, *size, *duration)
+	case *mode == "publish":
+		err = publishFloor(*conns, *w, *batch, *size, *duration)
 	case *role == "readers":
 		err = readers(*addr, *n)
 	case *role == "pollers":
@@ -228,4 +251,47 @@ func pollers(addr string, n int) error {
 	}
 	fmt.Println(last)
 	return nil
+}
+
+// floorEnvelope is about what realtime answers a publish of the 200-byte
+// event (pubload's floor answers the same).
+var floorEnvelope = `{"id":"hoooooooooo-1","type":"approval.created","workspaceId":"ws1","correlationId":"0123456789abcdef0123456789abcdef","timestamp":"2026-12-01T18:00:00.000000000Z","data":{"id":"a1","sl_seq":1,"pad":"` + strings.Repeat("x", 150) + `"}}`
+
+// publishFloor serves a bare handler answering 201 and loads it from a
+// child process with `realtime bench --mode publish`'s client; the child
+// prints the report, with this process's CPU as the server's.
+func publishFloor(conns, w, batch, size int, duration time.Duration) error {
+	body := []byte(floorEnvelope + "\n")
+	if batch > 1 {
+		body = []byte(`{"events":[` + strings.TrimSuffix(strings.Repeat(floorEnvelope+",", batch), ",") + "]}\n")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	cmd := exec.Command(os.Args[0], "-role", "publishers", "-addr", ln.Addr().String(), "-c", strconv.Itoa(conns),
+		"-w", strconv.Itoa(w), "-batch", strconv.Itoa(batch), "-size", strconv.Itoa(size), "-duration", duration.String())
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// publishers runs `realtime bench --mode publish` against the parent's
+// handler, measuring the parent's CPU.
+func publishers(addr string, conns, w, batch, size int, duration time.Duration) error {
+	res, err := bench.Run(context.Background(), bench.Config{
+		Mode: "publish", Label: "floor", URLs: []string{"http://" + addr}, PubToken: "floor",
+		Conns: conns, Workspaces: w, Batch: batch, Size: size, Duration: duration, PID: strconv.Itoa(os.Getppid()),
+	}, os.Stdout)
+	if err == nil && res.Events == 0 {
+		err = fmt.Errorf("no answer was a 201: %v", res.ErrorsByStatus)
+	}
+	return err
 }
