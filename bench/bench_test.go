@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -25,6 +26,12 @@ var secret = []byte("bench-test-secret-bench-test-secret-01")
 // server runs the service's handler on the embedded log over real HTTP.
 func server(t *testing.T) string {
 	t.Helper()
+	return serverWith(t, nil)
+}
+
+// serverWith is server with the handler wrapped by wrap, when not nil.
+func serverWith(t *testing.T, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
 	log := stream.NewMemory(stream.MemoryConfig{})
 	v, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret})
 	if err != nil {
@@ -32,7 +39,11 @@ func server(t *testing.T) string {
 	}
 	streams, stop := context.WithCancel(context.Background())
 	pres := stream.NewPresenceTracker(log, log, stream.PresenceConfig{})
-	srv := httptest.NewServer(handlers.New(slog.New(slog.DiscardHandler), handlers.Config{}, log, pres, log, v, streams))
+	var h http.Handler = handlers.New(slog.New(slog.DiscardHandler), handlers.Config{}, log, pres, log, v, streams)
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		stop()
 		srv.CloseClientConnections()
