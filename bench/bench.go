@@ -82,6 +82,11 @@ type Config struct {
 	// there); Batch events a request (1: POST .../events; more: POST
 	// .../events/batch).
 	Conns, Batch int
+	// NetHTTP publishes with net/http's client (keep-alive, one
+	// connection per publisher, as ../shared/pubload does) instead of this
+	// package's own HTTP/1.1 client: the same load at a higher client
+	// cost, to check figures against pubload's.
+	NetHTTP bool
 }
 
 func (c *Config) defaults() {

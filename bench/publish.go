@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,7 +25,16 @@ import (
 func (r *runner) publishLoad(ctx context.Context) (Result, error) {
 	cfg := r.cfg
 	base := cfg.URLs[0]
-	conns := make([]*Poller, cfg.Conns)
+	dial := func() (poster, error) { return DialPoller(ctx, base, cfg.PubToken) }
+	if cfg.NetHTTP {
+		tr := &http.Transport{MaxIdleConnsPerHost: cfg.Conns, MaxConnsPerHost: cfg.Conns, DisableCompression: true}
+		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		defer tr.CloseIdleConnections()
+		dial = func() (poster, error) {
+			return &netPoster{ctx: ctx, client: client, base: base, auth: "Bearer " + cfg.PubToken}, nil
+		}
+	}
+	conns := make([]poster, cfg.Conns)
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -33,7 +43,7 @@ func (r *runner) publishLoad(ctx context.Context) (Result, error) {
 		}
 	}()
 	for i := range conns {
-		c, err := DialPoller(ctx, base, cfg.PubToken)
+		c, err := dial()
 		if err != nil {
 			return Result{}, err
 		}
@@ -99,7 +109,7 @@ func (r *runner) publishLoad(ctx context.Context) (Result, error) {
 				if err != nil || conns[i].Closed() {
 					// A connection the server closed, or that failed: a new one.
 					conns[i].Close()
-					c, err := DialPoller(ctx, base, cfg.PubToken)
+					c, err := dial()
 					if err != nil {
 						conns[i] = nil
 						return
@@ -143,6 +153,43 @@ func (r *runner) publishLoad(ctx context.Context) (Result, error) {
 	}
 	return res, nil
 }
+
+// poster is one publisher's connection.
+type poster interface {
+	Post(path string, body []byte) (status int, answer []byte, err error)
+	Closed() bool
+	Close() error
+}
+
+// netPoster posts with net/http's client, whose transport keeps the
+// connections alive.
+type netPoster struct {
+	ctx        context.Context
+	client     *http.Client
+	base, auth string
+	answer     []byte
+}
+
+func (p *netPoster) Post(path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(p.ctx, http.MethodPost, p.base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", p.auth)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b := bytes.NewBuffer(p.answer[:0])
+	_, err = b.ReadFrom(resp.Body)
+	p.answer = b.Bytes()
+	return resp.StatusCode, p.answer, err
+}
+
+func (p *netPoster) Closed() bool { return false }
+func (p *netPoster) Close() error { return nil }
 
 // appendEvent appends one publish body:
 // {"type":"approval.created","data":{"id":"a<k>","sl_seq":<k>,"pad":"x…"}},

@@ -91,14 +91,20 @@ func sane(t *testing.T, res bench.Result, out string, batch int) {
 
 // Single publishes against the service's handlers over real HTTP: every
 // 201 the server gave is counted, over every workspace, and the stored
-// events have pubload's shape.
+// events have pubload's shape; with either client.
 func TestPublishSingle(t *testing.T) {
+	for _, netHTTP := range []bool{false, true} {
+		t.Run("net/http="+strconv.FormatBool(netHTTP), func(t *testing.T) { testPublishSingle(t, netHTTP) })
+	}
+}
+
+func testPublishSingle(t *testing.T, netHTTP bool) {
 	c := &counter{created: map[string]int{}}
 	url := serverWith(t, c.wrap)
 	sub, pub := tokens(t)
 	var out strings.Builder
 	res, err := bench.Run(t.Context(), bench.Config{Mode: "publish", URLs: []string{url}, PubToken: pub, Prefix: "single",
-		Conns: 4, Workspaces: 5, Duration: 300 * time.Millisecond, PID: strconv.Itoa(os.Getpid())}, &out)
+		Conns: 4, Workspaces: 5, Duration: 300 * time.Millisecond, PID: strconv.Itoa(os.Getpid()), NetHTTP: netHTTP}, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -157,8 +163,14 @@ func TestPublishErrorsByStatus(t *testing.T) {
 // pubload's shape in one workspace, with ids consecutive; the answers are
 // chunked (longer than net/http buffers), some close the connection (the
 // tool dials again), and some lack an envelope (counted as errors, not
-// events).
+// events); with either client.
 func TestPublishBatchFake(t *testing.T) {
+	for _, netHTTP := range []bool{false, true} {
+		t.Run("net/http="+strconv.FormatBool(netHTTP), func(t *testing.T) { testPublishBatchFake(t, netHTTP) })
+	}
+}
+
+func testPublishBatchFake(t *testing.T, netHTTP bool) {
 	const batch = 20
 	var (
 		mu                    sync.Mutex
@@ -217,7 +229,7 @@ func TestPublishBatchFake(t *testing.T) {
 	defer srv.Close()
 	var out strings.Builder
 	res, err := bench.Run(t.Context(), bench.Config{Mode: "publish", URLs: []string{srv.URL}, PubToken: "pub", Prefix: "b",
-		Conns: 3, Workspaces: 3, Batch: batch, Duration: 300 * time.Millisecond, PID: strconv.Itoa(os.Getpid())}, &out)
+		Conns: 3, Workspaces: 3, Batch: batch, Duration: 300 * time.Millisecond, PID: strconv.Itoa(os.Getpid()), NetHTTP: netHTTP}, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}

@@ -55,6 +55,7 @@ func main() {
 	size := flag.Int("size", 450, "frame or body size in bytes, about what realtime sends for sseload's 200-byte payload (publish: the event's, 200 unless given)")
 	conns := flag.Int("c", 16, "keep-alive connections publishing as fast as they are answered (publish)")
 	batch := flag.Int("batch", 1, "events a request (publish)")
+	netHTTP := flag.Bool("net-http-client", false, "publish with net/http's client, as ../shared/pubload does (publish)")
 	role := flag.String("role", "", "internal: the child process's part")
 	addr := flag.String("addr", "", "internal: the parent's listener")
 	flag.Parse()
@@ -71,9 +72,9 @@ func main() {
 	var err error
 	switch {
 	case *role == "publishers":
-		err = publishers(*addr, *conns, *w, *batch, *size, *duration)
+		err = publishers(*addr, *conns, *w, *batch, *size, *duration, *netHTTP)
 	case *mode == "publish":
-		err = publishFloor(*conns, *w, *batch, *size, *duration)
+		err = publishFloor(*conns, *w, *batch, *size, *duration, *netHTTP)
 	case *role == "readers":
 		err = readers(*addr, *n)
 	case *role == "pollers":
@@ -260,7 +261,7 @@ var floorEnvelope = `{"id":"hoooooooooo-1","type":"approval.created","workspaceI
 // publishFloor serves a bare handler answering 201 and loads it from a
 // child process with `realtime bench --mode publish`'s client; the child
 // prints the report, with this process's CPU as the server's.
-func publishFloor(conns, w, batch, size int, duration time.Duration) error {
+func publishFloor(conns, w, batch, size int, duration time.Duration, netHTTP bool) error {
 	body := []byte(floorEnvelope + "\n")
 	if batch > 1 {
 		body = []byte(`{"events":[` + strings.TrimSuffix(strings.Repeat(floorEnvelope+",", batch), ",") + "]}\n")
@@ -278,17 +279,19 @@ func publishFloor(conns, w, batch, size int, duration time.Duration) error {
 	go srv.Serve(ln)
 	defer srv.Close()
 	cmd := exec.Command(os.Args[0], "-role", "publishers", "-addr", ln.Addr().String(), "-c", strconv.Itoa(conns),
-		"-w", strconv.Itoa(w), "-batch", strconv.Itoa(batch), "-size", strconv.Itoa(size), "-duration", duration.String())
+		"-w", strconv.Itoa(w), "-batch", strconv.Itoa(batch), "-size", strconv.Itoa(size), "-duration", duration.String(),
+		"-net-http-client="+strconv.FormatBool(netHTTP))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
 
 // publishers runs `realtime bench --mode publish` against the parent's
 // handler, measuring the parent's CPU.
-func publishers(addr string, conns, w, batch, size int, duration time.Duration) error {
+func publishers(addr string, conns, w, batch, size int, duration time.Duration, netHTTP bool) error {
 	res, err := bench.Run(context.Background(), bench.Config{
 		Mode: "publish", Label: "floor", URLs: []string{"http://" + addr}, PubToken: "floor",
 		Conns: conns, Workspaces: w, Batch: batch, Size: size, Duration: duration, PID: strconv.Itoa(os.Getppid()),
+		NetHTTP: netHTTP,
 	}, os.Stdout)
 	if err == nil && res.Events == 0 {
 		err = fmt.Errorf("no answer was a 201: %v", res.ErrorsByStatus)

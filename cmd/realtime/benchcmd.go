@@ -53,6 +53,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.BoolVar(&cfg.HTTP2, "http2", false, "streams over HTTP/2 (h2c prior knowledge for http://, ALPN for https://), many per connection")
 	fs.IntVar(&cfg.Conns, "c", 16, "keep-alive connections publishing as fast as they are answered (publish)")
 	fs.IntVar(&cfg.Batch, "batch", 1, "events a request (publish): 1 posts to .../events, more to .../events/batch")
+	fs.BoolVar(&cfg.NetHTTP, "net-http-client", false, "publish with net/http's client, as ../shared/pubload does, instead of bench's own lighter one (publish)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
