@@ -158,8 +158,8 @@ func TestPublishErrorsByStatus(t *testing.T) {
 	}
 }
 
-// Batches against a fake of POST /v1/workspaces/{ws}/events/batch (the
-// route is not on main yet): each request carries Batch events of
+// Batches against a fake of POST /v1/workspaces/{ws}/events/batch that
+// misbehaves as the real route does not: each request carries Batch events of
 // pubload's shape in one workspace, with ids consecutive; the answers are
 // chunked (longer than net/http buffers), some close the connection (the
 // tool dials again), and some lack an envelope (counted as errors, not
@@ -241,6 +241,77 @@ func testPublishBatchFake(t *testing.T, netHTTP bool) {
 	}
 	if requests < 7 || res.Events != events || res.Errors != short || res.ErrorsByStatus["201 without every envelope"] != short || res.ErrorsByStatus["transport"] != 0 {
 		t.Fatalf("server: %d requests, %d events, %d short; tool: %+v\n%s", requests, events, short, res, out.String())
+	}
+	fmt.Fprint(t.Output(), out.String())
+}
+
+// Batches against the service's batch route over real HTTP: every event
+// the tool counts is stored, each batch's events contiguous and in order.
+func TestPublishBatch(t *testing.T) {
+	const batch, workspaces = 10, 3
+	c := &counter{created: map[string]int{}}
+	url := serverWith(t, c.wrap)
+	sub, pub := tokens(t)
+	var out strings.Builder
+	res, err := bench.Run(t.Context(), bench.Config{Mode: "publish", URLs: []string{url}, PubToken: pub, Prefix: "batch",
+		Conns: 3, Workspaces: workspaces, Batch: batch, Duration: 300 * time.Millisecond, PID: strconv.Itoa(os.Getpid())}, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	sane(t, res, out.String(), batch)
+	if n, ws := c.total(); n != res.Requests || ws != workspaces || res.Errors != 0 {
+		t.Fatalf("server answered %d batches 201 over %d workspaces; the tool says %+v\n%s", n, ws, res, out.String())
+	}
+	stored := 0
+	for w := range workspaces {
+		var seqs []int64
+		cursor := "0"
+		for {
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/workspaces/batch%d/events?cursor=%s&limit=1000", url, w, cursor), nil)
+			req.Header.Set("Authorization", "Bearer "+sub)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var page struct {
+				Events []struct {
+					Type string
+					Data struct {
+						SlSeq int64 `json:"sl_seq"`
+					}
+				}
+				NextCursor string
+			}
+			err = json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Events) == 0 {
+				break
+			}
+			for _, e := range page.Events {
+				seqs = append(seqs, e.Data.SlSeq)
+			}
+			cursor = page.NextCursor
+		}
+		if len(seqs)%batch != 0 {
+			t.Fatalf("batch%d holds %d events, not whole batches of %d", w, len(seqs), batch)
+		}
+		for i := 0; i < len(seqs); i += batch {
+			for j := 1; j < batch; j++ {
+				if seqs[i+j] != seqs[i]+int64(j) {
+					t.Fatalf("batch%d: a batch stored as %v", w, seqs[i:i+batch])
+				}
+			}
+			if seqs[i]%batch != 1 || seqs[i]%workspaces != int64(w) {
+				t.Fatalf("batch%d: a batch starting at %d", w, seqs[i])
+			}
+		}
+		stored += len(seqs)
+	}
+	if stored != res.Events {
+		t.Fatalf("%d events stored; the tool counted %d", stored, res.Events)
 	}
 	fmt.Fprint(t.Output(), out.String())
 }
