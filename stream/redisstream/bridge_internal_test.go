@@ -2,6 +2,8 @@ package redisstream
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +57,32 @@ func TestNotifiedWorkspaceReadsWhatBodyWrites(t *testing.T) {
 	for _, p := range []string{"", "1 2 {}", `1 2 {"workspaceId":"w","type":"x"}`, `1 2 {"type":"a\"b","workspaceId":"w"}`, `1 2 {"type":"a","workspaceId":"w\u0041"}`, `1 2 {"type":"a","workspaceId":"w`} {
 		if ws, ok := notifiedWorkspace(p); ok {
 			t.Errorf("notifiedWorkspace(%q) = %q; want no answer (decode in full)", p, ws)
+		}
+	}
+}
+
+func TestDecodeNotificationOfABatch(t *testing.T) {
+	var bodies []string
+	for i := range 3 {
+		e := &stream.Event{Type: "chat.message", WorkspaceID: "w", CorrelationID: fmt.Sprint(i), Timestamp: time.Now(), Data: []byte(`{"id":"x"}`)}
+		b, err := e.Body()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, string(b))
+	}
+	events, err := decodeNotification("17 5*3 " + strings.Join(bodies, "\n"))
+	if err != nil || len(events) != 3 {
+		t.Fatalf("decode: %v, %d events", err, len(events))
+	}
+	for i, e := range events {
+		if e.ID != (stream.ID{Epoch: 17, Seq: uint64(5 + i)}) || e.CorrelationID != fmt.Sprint(i) {
+			t.Fatalf("event %d: %s %s", i, e.ID, e.CorrelationID)
+		}
+	}
+	for _, p := range []string{"17 5*2 " + strings.Join(bodies, "\n"), "17 5*0 ", "17 5*x " + bodies[0], "17 5*101 " + bodies[0]} {
+		if _, err := decodeNotification(p); err == nil {
+			t.Errorf("decodeNotification(%.30q…) succeeded; want an error (the readers resync)", p)
 		}
 	}
 }

@@ -244,7 +244,8 @@ return {e, seq}
 // keys; ARGV maxlen, channel, n, then for each item body, index of its
 // once key in KEYS (0: none), fingerprint, ttl ms. Replies {'conflict', i}
 // (nothing appended) or {epoch, r1, …, rn}: each r the item's seq, or
-// the once record it replays.
+// the once record it replays. What it appended goes out as one
+// notification (see decodeNotification).
 var appendBatchScript = redis.NewScript(ensureEpoch + `
 local n = tonumber(ARGV[3])
 for i = 1, n do
@@ -261,6 +262,7 @@ local s0 = tonumber(redis.call('HGET', KEYS[2], 's'))
 local seq = s0
 local out = {e}
 local made = {}
+local bodies = {}
 for i = 1, n do
   local body, k, fp, ttl = ARGV[i * 4], tonumber(ARGV[1 + i * 4]), ARGV[2 + i * 4], ARGV[3 + i * 4]
   local rec = false
@@ -270,13 +272,18 @@ for i = 1, n do
   else
     seq = seq + 1
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0', 'b', body)
-    redis.call('PUBLISH', ARGV[2], e .. ' ' .. seq .. ' ' .. body)
+    bodies[#bodies + 1] = body
     out[i + 1] = seq
     if k > 0 then
       made[k] = fp .. '\n' .. e .. '\n' .. seq .. '\n' .. body
       redis.call('SET', KEYS[k], made[k], 'PX', ttl)
     end
   end
+end
+if #bodies == 1 then
+  redis.call('PUBLISH', ARGV[2], e .. ' ' .. seq .. ' ' .. bodies[1])
+elseif #bodies > 1 then
+  redis.call('PUBLISH', ARGV[2], e .. ' ' .. (s0 + 1) .. '*' .. #bodies .. ' ' .. table.concat(bodies, '\n'))
 end
 if seq > s0 then
   redis.call('HSET', KEYS[2], 's', seq)
@@ -734,13 +741,15 @@ func (l *Log) feed(ctx context.Context) {
 				// a publish's CPU on a node with no subscribers.
 				continue
 			}
-			e, err := decodeNotification(m.Payload)
+			events, err := decodeNotification(m.Payload)
 			if err != nil {
 				l.logger.Error("bad notification, readers resync", "err", err)
 				l.hub.Resync()
 				continue
 			}
-			l.hub.Publish(e)
+			for _, e := range events {
+				l.hub.Publish(e)
+			}
 		case *redis.Pong:
 		}
 	}
@@ -772,14 +781,38 @@ func notifiedWorkspace(p string) (ws string, ok bool) {
 	return p[:i], true
 }
 
-// decodeNotification parses "<epoch> <seq> <body>".
-func decodeNotification(p string) (*stream.Event, error) {
+// decodeNotification parses "<epoch> <seq> <body>", one append, or
+// "<epoch> <seq>*<n> <body>\n…" (n bodies, seqs seq to seq+n-1), the
+// events a batch appended: one notification for the batch, not one each.
+// Bodies are compact JSON, which holds no raw newline.
+func decodeNotification(p string) ([]*stream.Event, error) {
 	es, rest, ok1 := strings.Cut(p, " ")
 	ss, body, ok2 := strings.Cut(rest, " ")
+	ss, ns, batch := strings.Cut(ss, "*")
 	epoch, err1 := strconv.ParseUint(es, 10, 64)
 	seq, err2 := strconv.ParseUint(ss, 10, 64)
 	if !ok1 || !ok2 || err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("decode notification %.40q", p)
 	}
-	return stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(body))
+	if !batch {
+		e, err := stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(body))
+		if err != nil {
+			return nil, err
+		}
+		return []*stream.Event{e}, nil
+	}
+	n, err := strconv.Atoi(ns)
+	bodies := strings.Split(body, "\n")
+	if err != nil || n < 1 || n > stream.MaxBatch || len(bodies) != n {
+		return nil, fmt.Errorf("decode notification %.40q: bad batch", p)
+	}
+	events := make([]*stream.Event, n)
+	for i, b := range bodies {
+		e, err := stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq + uint64(i)}, []byte(b))
+		if err != nil {
+			return nil, err
+		}
+		events[i] = e
+	}
+	return events, nil
 }
