@@ -1,19 +1,20 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/realtime-dev/realtime"
@@ -47,21 +48,14 @@ func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limi
 		if !ok {
 			return
 		}
-		var body map[string]jsontext.Value
-		if err := jsonv2.Unmarshal(raw, &body); err != nil || body == nil {
+		items, err := splitBatch(raw)
+		var shape *apiError
+		switch {
+		case errors.As(err, &shape):
+			writeError(logger, w, r, shape)
+			return
+		case err != nil:
 			writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
-			return
-		}
-		var items []jsontext.Value
-		if err := jsonv2.Unmarshal(body["events"], &items); err != nil || len(body) != 1 {
-			writeError(logger, w, r, &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
-				detail: `the body must be {"events": [...]}`, errors: map[string]string{"/events": "an array of events, and nothing else"}})
-			return
-		}
-		if len(items) == 0 || len(items) > stream.MaxBatch {
-			writeError(logger, w, r, &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
-				detail: fmt.Sprintf("a batch holds 1 to %d events, not %d", stream.MaxBatch, len(items)),
-				errors: map[string]string{"/events": fmt.Sprintf("1 to %d events", stream.MaxBatch)}})
 			return
 		}
 		headerCorr := r.Header.Get("X-Correlation-ID")
@@ -153,6 +147,75 @@ func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limi
 		w.WriteHeader(http.StatusCreated)
 		w.Write(out)
 	})
+}
+
+// splitBatch reads {"events":[…]} in one pass and returns each event's
+// bytes, unparsed beyond their syntax (decodeEventBody reads each). A body
+// that is not JSON is a plain error; one of another shape, or with 0 or
+// more than stream.MaxBatch events, an *apiError.
+func splitBatch(raw []byte) ([]jsontext.Value, error) {
+	shape := &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
+		detail: `the body must be {"events": [...]}`, errors: map[string]string{"/events": "an array of events, and nothing else"}}
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	if tok.Kind() != '{' {
+		// Valid JSON of another kind is a shape error; anything else is not JSON.
+		if _, err := dec.ReadValue(); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		return nil, shape
+	}
+	var items []jsontext.Value
+	seen := false
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		if name.String() != "events" || seen || dec.PeekKind() != '[' {
+			if _, err := dec.ReadValue(); err != nil {
+				return nil, err
+			}
+			return nil, shape
+		}
+		seen = true
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+		for dec.PeekKind() != ']' {
+			v, err := dec.ReadValue()
+			if err != nil {
+				return nil, err
+			}
+			if len(items) == stream.MaxBatch {
+				return nil, &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
+					detail: fmt.Sprintf("a batch holds 1 to %d events", stream.MaxBatch),
+					errors: map[string]string{"/events": fmt.Sprintf("1 to %d events", stream.MaxBatch)}}
+			}
+			items = append(items, v.Clone())
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, err
+	}
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	if !seen {
+		return nil, shape
+	}
+	if len(items) == 0 {
+		return nil, &apiError{status: http.StatusUnprocessableEntity, code: "invalid_event",
+			detail: fmt.Sprintf("a batch holds 1 to %d events, not 0", stream.MaxBatch),
+			errors: map[string]string{"/events": fmt.Sprintf("1 to %d events", stream.MaxBatch)}}
+	}
+	return items, nil
 }
 
 // addProblems merges p's problems, under ptr, into acc.
