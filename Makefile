@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTypes$$' -fuzztime $(FUZZTIME) ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzEventBody$$' -fuzztime $(FUZZTIME) ./stream
+	$(GO) test -run '^$$' -fuzz '^FuzzFastSchemaAgrees$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzValidTicketID$$' -fuzztime $(FUZZTIME) ./stream
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) ./poll
 	$(GO) test -run '^$$' -fuzz '^FuzzRedactQuery$$' -fuzztime $(FUZZTIME) ./middleware
