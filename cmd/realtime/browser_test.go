@@ -456,7 +456,7 @@ func newSwitchingProxy(t *testing.T, target string) *switchingProxy {
 			return
 		}
 		req.Header = r.Header.Clone()
-		resp, err := http.DefaultTransport.RoundTrip(req)
+		resp, err := contractTransport{base: http.DefaultTransport, c: theContract()}.RoundTrip(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
