@@ -50,7 +50,6 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 		h.Set("Cache-Control", "no-cache, no-store, no-transform")
 		h.Set("X-Accel-Buffering", "no")
 		out := newResponseWriter(w, cfg.WriteTimeout, r.ProtoMajor >= 2)
-		defer out.Close()
 		if streams.Err() != nil {
 			out.Write(appendRetry(nil, shortRetry()))
 			return
