@@ -351,3 +351,45 @@ func TestLongPollTimesOutEmpty(t *testing.T) {
 		}
 	})
 }
+
+// The dev token is in the page only for a client on this machine: by the
+// connection's address, never by a header a remote client could send.
+func TestDevTokenOnlyToLoopback(t *testing.T) {
+	log := stream.NewMemory(stream.MemoryConfig{})
+	defer log.Close()
+	h := newHandler(t, handlers.Config{DevToken: "dev-token-123"}, log, t.Context())
+	for _, tc := range []struct {
+		remote string
+		hdr    []string
+		want   bool
+	}{
+		{"127.0.0.1:40000", nil, true},
+		{"127.8.9.1:40000", nil, true},
+		{"[::1]:40000", nil, true},
+		{"[::ffff:127.0.0.1]:40000", nil, true},
+		{"192.0.2.10:40000", nil, false},
+		{"10.0.0.1:40000", nil, false},
+		{"[2001:db8::1]:40000", nil, false},
+		{"[::ffff:192.0.2.10]:40000", nil, false},
+		{"192.0.2.10:40000", []string{"X-Forwarded-For", "127.0.0.1", "X-Real-IP", "127.0.0.1", "Forwarded", "for=127.0.0.1"}, false},
+		{"not-an-address", nil, false},
+		{"", nil, false},
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = tc.remote
+		for i := 0; i+1 < len(tc.hdr); i += 2 {
+			req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET / from %q: %d", tc.remote, rec.Code)
+		}
+		if got := strings.Contains(rec.Body.String(), "dev-token-123"); got != tc.want {
+			t.Errorf("GET / from %q %v: page carries the dev token = %v; want %v", tc.remote, tc.hdr, got, tc.want)
+		}
+		if !strings.Contains(rec.Body.String(), "<html") && !strings.Contains(rec.Body.String(), "<!doctype") && !strings.Contains(rec.Body.String(), "<!DOCTYPE") {
+			t.Errorf("GET / from %q: not the page", tc.remote)
+		}
+	}
+}

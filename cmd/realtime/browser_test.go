@@ -55,7 +55,7 @@ type browser struct {
 	problems []string
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -67,6 +67,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("no-first-run", true),
 		chromedp.WindowSize(1280, 860),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	if err := chromedp.Do(bctx); err != nil { // starts the browser
@@ -459,7 +460,7 @@ func newSwitchingProxy(t *testing.T, target string) *switchingProxy {
 			return
 		}
 		req.Header = r.Header.Clone()
-		resp, err := http.DefaultTransport.RoundTrip(req)
+		resp, err := contractTransport{base: http.DefaultTransport, c: theContract()}.RoundTrip(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,51 @@ func TestCurlHTTP2PriorKnowledge(t *testing.T) {
 	}
 	if !published {
 		t.Fatalf("no ready event over h2c: %q", head)
+	}
+}
+
+// On HTTP/2 a client that stops reading is cut REALTIME_WRITE_TIMEOUT
+// after a write blocked on it, and a reading stream that idles for longer
+// than that is not.
+func TestStalledHTTP2StreamIsCut(t *testing.T) {
+	n := startH2Node(t, "h2c", map[string]string{"REALTIME_WRITE_TIMEOUT": "500ms", "REALTIME_HEARTBEAT": "1500ms"})
+	// The stalled client's window: 64 KiB, which a few padded events fill.
+	tr := &http.Transport{Protocols: new(http.Protocols), HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10}}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	tok := token(t, "u1", []string{"ws1"})
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", n.URL+"/v1/workspaces/ws1/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := (&http.Client{Transport: contractTransport{base: tr, c: theContract()}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close() // never read
+
+	reader := n.openStream(t, "ws1", tok, "")
+	reader.first(t)
+	pad := strings.Repeat("p", 16<<10)
+	for i := range 8 {
+		n.publish(t, "ws1", `{"type":"chat.message","data":{"chatId":"c","id":"m`+strconv.Itoa(i)+`","text":"`+pad+`"}}`)
+	}
+	reader.events(t, 8)
+	waitFor(t, func() bool { return strings.Contains(n.stderr.String(), "stream write failed") })
+	if strings.Contains(n.stderr.String(), "subscriber too slow") {
+		t.Fatal("the stalled stream overflowed its queue; this test wants it cut by the write timeout")
+	}
+	// The reader idles past the write timeout (no write in progress is
+	// not a stalled write), then gets a heartbeat and an event.
+	time.Sleep(time.Second)
+	for f, ok := reader.next(t); f.Event != "heartbeat"; f, ok = reader.next(t) {
+		if !ok {
+			t.Fatal("the idle reading stream was cut")
+		}
+	}
+	id := n.publish(t, "ws1", chat(9)).ID
+	if got := frameIDs(reader.events(t, 1)); got[0] != id {
+		t.Fatalf("after idling: %v; want %s", got, id)
+	}
+	if c := strings.Count(n.stderr.String(), "stream write failed"); c != 1 {
+		t.Fatalf("%d streams cut; want only the stalled one", c)
 	}
 }

@@ -29,7 +29,7 @@ func TestGracefulShutdownTellsStreamsToComeBack(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequest("GET", n.URL+"/v1/workspaces/ws1/events?wait=30&cursor="+head, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := clientFor(req.URL.String()).Do(req)
 		if err != nil {
 			t.Errorf("long poll during shutdown: %v", err)
 			polled <- nil

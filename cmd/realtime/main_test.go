@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
+	if code == 0 && reportViolations() {
+		code = 1
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -127,8 +130,20 @@ func (n *node) stop() error {
 // TLS), by base URL; every other node is reached with http.DefaultClient.
 var clients sync.Map
 
-// clientFor returns the client for a request to url.
+// clientFor returns the client for a request to url. Every response it
+// gets is checked against openapi.yaml (contract_test.go).
 func clientFor(url string) *http.Client {
+	c := rawClientFor(url)
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = contractTransport{base: base, c: theContract()}
+	return &cc
+}
+
+func rawClientFor(url string) *http.Client {
 	var c *http.Client
 	clients.Range(func(k, v any) bool {
 		if strings.HasPrefix(url, k.(string)+"/") || url == k.(string) {
@@ -302,6 +317,12 @@ type sseStream struct {
 	errc   chan error
 	// wantEphemeral makes next return presence and typing frames too.
 	wantEphemeral bool
+	// readDone is closed when readLoop returns; read holds the frames
+	// read, checked against openapi.yaml when the test ends (not as they
+	// come: a reader slowed by validation would be cut as a slow client).
+	readDone chan struct{}
+	mu       sync.Mutex
+	read     []frame
 }
 
 // openStream opens the stream of ws; query and headers are added as given.
@@ -334,16 +355,22 @@ func (n *node) tryStream(t *testing.T, ws, tok, query string, hdr ...string) (*s
 		cancel()
 		t.Fatalf("open stream: %v", err)
 	}
-	s := &sseStream{resp: resp, rd: bufio.NewReader(resp.Body), cancel: cancel, frames: make(chan frame, 1<<16), errc: make(chan error, 1)}
+	s := &sseStream{resp: resp, rd: bufio.NewReader(resp.Body), cancel: cancel, frames: make(chan frame, 1<<16), errc: make(chan error, 1), readDone: make(chan struct{})}
 	if resp.StatusCode == http.StatusOK {
 		// Reads frames until the body ends or close cancels it.
 		go s.readLoop()
+	} else {
+		close(s.readDone)
 	}
+	t.Cleanup(func() { s.checkFrames(t) }) // runs after close
 	t.Cleanup(s.close)
 	return s, resp
 }
 
 func (s *sseStream) readLoop() {
+	if s.readDone != nil {
+		defer close(s.readDone)
+	}
 	var f frame
 	for {
 		line, err := s.rd.ReadString('\n')
@@ -355,6 +382,7 @@ func (s *sseStream) readLoop() {
 		line = strings.TrimSuffix(line, "\n")
 		if line == "" {
 			if f != (frame{}) {
+				s.keep(f)
 				s.frames <- f
 			}
 			f = frame{}
@@ -381,6 +409,37 @@ func (s *sseStream) readLoop() {
 func (s *sseStream) close() {
 	s.cancel()
 	s.resp.Body.Close()
+}
+
+// keep records f for checkFrames; a stream no test cleanup checks (see
+// openStalledStream) checks each frame at once.
+func (s *sseStream) keep(f frame) {
+	if s.readDone == nil {
+		if err := theContract().checkFrame(f); err != nil {
+			recordViolation(err)
+		}
+		return
+	}
+	s.mu.Lock()
+	s.read = append(s.read, f)
+	s.mu.Unlock()
+}
+
+// checkFrames fails the test for each frame read that broke openapi.yaml.
+func (s *sseStream) checkFrames(t *testing.T) {
+	select {
+	case <-s.readDone:
+	case <-time.After(10 * time.Second):
+		t.Error("stream reader did not stop within 10s of close")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.read {
+		if err := theContract().checkFrame(f); err != nil {
+			recordViolation(err)
+			t.Errorf("openapi.yaml violated: %v", err)
+		}
+	}
 }
 
 // next returns the next frame; ok is false at the end of the stream. A
