@@ -1,6 +1,7 @@
 package main
 
 import (
+	appmw "github.com/realtime-dev/realtime/middleware"
 	"net/http"
 	"slices"
 	"strings"
@@ -126,6 +127,13 @@ func streamFrames(t *testing.T) map[string]frame {
 	collect(s, has("RetryFrame", "ReadyFrame", "EventFrame", "IDFrame", "HeartbeatFrame", "EphemeralFrame"))
 	n.publishN(t, "ws1", 5)
 	collect(n.openStream(t, "ws1", tok, "", "Last-Event-ID", old), has("ResetFrame"))
+	// A token 24 s past its exp, inside the 30 s leeway: its stream ends
+	// about 6 s later with the expiry frame.
+	expiring, err := appmw.IssueToken([]byte(testSecret), appmw.TokenSpec{Subject: "u1", Workspaces: []string{"ws1"}, TTL: -24 * time.Second}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect(n.openStream(t, "ws1", expiring, ""), has("AuthExpiredFrame"))
 	return got
 }
 
@@ -133,7 +141,7 @@ func streamFrames(t *testing.T) map[string]frame {
 // every schema is sent; a mutation of a frame's description fails them.
 func TestStreamFramesMatchContract(t *testing.T) {
 	got := streamFrames(t)
-	want := []string{"RetryFrame", "ReadyFrame", "EventFrame", "EphemeralFrame", "ResetFrame", "HeartbeatFrame", "IDFrame"}
+	want := []string{"RetryFrame", "AuthExpiredFrame", "ReadyFrame", "EventFrame", "EphemeralFrame", "ResetFrame", "HeartbeatFrame", "IDFrame"}
 	for _, k := range want {
 		if _, ok := got[k]; !ok {
 			t.Errorf("no %s seen; got %v", k, got)
@@ -152,6 +160,7 @@ func TestStreamFramesMatchContract(t *testing.T) {
 		kind, old, new string
 	}{
 		{"HeartbeatFrame", "        - $ref: '#/components/schemas/HeartbeatFrame'\n", ""},
+		{"AuthExpiredFrame", "          enum: [auth.expired]", "          enum: [auth.gone]"},
 		{"ReadyFrame", "          enum: [ready]", "          enum: [started]"},
 		{"EventFrame", "        - [/id, /data/id]", "        - [/id, /data/correlationId]"},
 		{"ResetFrame", "          enum: [cursor_expired]", "          enum: [trimmed]"},
