@@ -50,8 +50,14 @@ export interface ConnectOptions {
   workspaceId: string;
   baseUrl?: string;
   token?: string;
-  /** Called on every (re)connect. */
+  /** Called on every (re)connect; with tickets, its token buys each stream's ticket. */
   getToken?: () => string | Promise<string>;
+  /**
+   * Open streams with a single-use stream ticket (POST .../stream-tickets with the token in the
+   * Authorization header), so that no token goes into a URL. Default true; a server without
+   * tickets (404) is streamed with ?access_token= instead.
+   */
+  tickets?: boolean;
   types?: string[] | null;
   cursor?: string | null;
   initialDelay?: number;

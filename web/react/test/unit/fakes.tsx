@@ -62,11 +62,42 @@ export interface FetchCall {
   init: RequestInit;
 }
 
-/** fakeFetch answers with handler; every call is recorded. */
+/** A stream ticket the fakes sold: the token that bought it and its types. */
+export interface Ticket {
+  ticket: string;
+  token: string;
+  types?: string;
+}
+
+/** tickets are every ticket sold (POST .../stream-tickets), oldest first. */
+export const tickets: Ticket[] = [];
+
+/** ticketAnswer answers a ticket purchase as the server does, or returns null for other calls. */
+export function ticketAnswer(url: URL, init: RequestInit): Response | null {
+  if (!url.pathname.endsWith('/stream-tickets') || init.method !== 'POST') return null;
+  const auth = new Headers(init.headers).get('Authorization') || '';
+  const body = JSON.parse(String(init.body || '{}')) as { types?: string };
+  const t = { ticket: 'tk-' + (tickets.length + 1), token: auth.replace(/^Bearer /, ''), types: body.types };
+  tickets.push(t);
+  return response(201, { ticket: t.ticket, expiresAt: new Date(Date.now() + 30000).toISOString() });
+}
+
+/** ticketFetch sells tickets and fails everything else, for tests that only stream. */
+export const ticketFetch = (async (input: RequestInfo | URL, init: RequestInit = {}) =>
+  ticketAnswer(new URL(String(input), 'http://rt.test'), init) || response(503, { code: 'log_unavailable' })) as typeof fetch;
+
+/** ticketFor returns the ticket a stream was opened with. */
+export function ticketFor(es: FakeES): Ticket | undefined {
+  return tickets.find((t) => t.ticket === es.url.searchParams.get('ticket'));
+}
+
+/** fakeFetch answers with handler; every call is recorded. Ticket purchases are answered as the server does (see tickets), not recorded. */
 export function fakeFetch(handler: (call: FetchCall) => Response | Promise<Response>) {
   const calls: FetchCall[] = [];
   const fn = async (input: RequestInfo | URL, init: RequestInit = {}) => {
     const call = { url: new URL(String(input), 'http://rt.test'), init };
+    const t = ticketAnswer(call.url, init);
+    if (t) return t;
     calls.push(call);
     return handler(call);
   };

@@ -3,7 +3,7 @@ import { act, cleanup, render, renderHook, screen, waitFor } from '@testing-libr
 import { QueryClientProvider, useQuery } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
 import { RealtimeProvider, useRealtime, useRealtimeEvent, typeMatches, type RealtimeEvent } from '../../src/index.js';
-import { FakeES, fakeFetch, fast, newClient, response, wrapper } from './fakes.js';
+import { FakeES, fakeFetch, fast, newClient, response, ticketFetch, ticketFor, wrapper } from './fakes.js';
 
 beforeEach(() => {
   FakeES.all = [];
@@ -14,7 +14,7 @@ function Harness(props: { ws: string; user?: string; getToken?: () => string; ty
   const qc = useState(newClient)[0];
   return (
     <QueryClientProvider client={qc}>
-      <RealtimeProvider workspaceId={props.ws} userId={props.user} getToken={props.getToken || (() => 'tok-' + props.user)} types={props.types} baseUrl="http://rt.test" options={{ ...fast, EventSource: FakeES }}>
+      <RealtimeProvider workspaceId={props.ws} userId={props.user} getToken={props.getToken || (() => 'tok-' + props.user)} types={props.types} baseUrl="http://rt.test" options={{ ...fast, EventSource: FakeES, fetch: ticketFetch }}>
         <State />
       </RealtimeProvider>
     </QueryClientProvider>
@@ -31,7 +31,9 @@ describe('RealtimeProvider', () => {
     await waitFor(() => expect(FakeES.all).toHaveLength(1));
     const es = FakeES.last();
     expect(es.url.pathname).toBe('/v1/workspaces/acme/events/stream');
-    expect(es.url.searchParams.get('access_token')).toBe('tok-u1');
+    // The stream opens with a ticket bought with getToken's token: no token in its URL.
+    expect(es.url.searchParams.get('access_token')).toBeNull();
+    expect(ticketFor(es)?.token).toBe('tok-u1');
     act(() => es.ready());
     await waitFor(() => expect(screen.getByTestId('state').textContent).toBe('live'));
     unmount();
@@ -49,18 +51,19 @@ describe('RealtimeProvider', () => {
     await waitFor(() => expect(FakeES.all).toHaveLength(2));
     expect(FakeES.all[0].closed).toBe(true);
     expect(FakeES.last().workspace).toBe('b');
-    expect(FakeES.last().url.searchParams.get('access_token')).toBe('two');
+    expect(ticketFor(FakeES.last())?.token).toBe('two');
     rerender(<Harness ws="b" user="u2" getToken={() => 'three'} />);
     await waitFor(() => expect(FakeES.all).toHaveLength(3));
     expect(FakeES.all[1].closed).toBe(true);
     expect(FakeES.open()).toHaveLength(1);
-    expect(FakeES.last().url.searchParams.get('access_token')).toBe('three');
+    expect(ticketFor(FakeES.last())?.token).toBe('three');
   });
 
   test('types are passed to the stream', async () => {
     render(<Harness ws="a" types={['approval.*', 'typing.*']} />);
     await waitFor(() => expect(FakeES.all).toHaveLength(1));
-    expect(FakeES.last().url.searchParams.get('types')).toBe('approval.*,typing.*');
+    // The ticket carries the types.
+    expect(ticketFor(FakeES.last())?.types).toBe('approval.*,typing.*');
   });
 
   test('on(type, fn) delivers events across reconnects and stops after its cleanup', async () => {
