@@ -168,7 +168,7 @@ func resumePoint(r *http.Request) (cursor stream.ID, fromHead bool, err error) {
 
 // retry returns the advised reconnection delay, jittered up to +50% so that
 // the clients of a node that goes away do not all come back at once.
-func (c Config) retry() time.Duration {
+func (c *Config) retry() time.Duration {
 	return c.Retry + rand.N(c.Retry/2+1)
 }
 

@@ -29,7 +29,7 @@ var (
 
 // tickets returns where stream tickets are kept: cfg.Tickets, else the
 // log's own store.
-func (c Config) tickets(log stream.Log) stream.TicketStore {
+func (c *Config) tickets(log stream.Log) stream.TicketStore {
 	if c.Tickets != nil {
 		return c.Tickets
 	}
@@ -40,7 +40,7 @@ func (c Config) tickets(log stream.Log) stream.TicketStore {
 // lifetimeLeft is how long a stream of p may stay open: until its
 // token's exp plus the leeway the verifier granted (the same leeway that
 // admitted the token).
-func (c Config) lifetimeLeft(p *appmw.Principal) time.Duration {
+func (c *Config) lifetimeLeft(p *appmw.Principal) time.Duration {
 	return time.Until(p.Expires.Add(c.TokenLeeway))
 }
 
