@@ -426,7 +426,7 @@ func (l *Log) AppendBatch(ctx context.Context, items []stream.BatchItem) ([]*str
 			items[i].Event.ID = stream.ID{Epoch: epoch, Seq: uint64(v)}
 			events[i] = items[i].Event
 		case string:
-			prev, err := decodeOnceRecord(v)
+			_, prev, err := decodeOnceRecord(v)
 			if err != nil {
 				return nil, nil, fmt.Errorf("append batch to %s: %w", ws, err)
 			}
@@ -444,18 +444,21 @@ func (l *Log) onceKey(ws, key string) string {
 	return l.prefix + ":{" + ws + "}:o:" + hex.EncodeToString(sum[:16])
 }
 
-// decodeOnceRecord reads "fingerprint\nepoch\nseq\nbody".
-func decodeOnceRecord(rec string) (*stream.Event, error) {
+// decodeOnceRecord reads "fingerprint\nepoch\nseq\nbody". The
+// fingerprint comes back whenever the record has its four parts, even if
+// the rest does not parse.
+func decodeOnceRecord(rec string) (fingerprint string, e *stream.Event, err error) {
 	parts := strings.SplitN(rec, "\n", 4)
 	if len(parts) != 4 {
-		return nil, errors.New("bad once record")
+		return "", nil, errors.New("bad once record")
 	}
 	epoch, err1 := strconv.ParseUint(parts[1], 10, 64)
 	seq, err2 := strconv.ParseUint(parts[2], 10, 64)
 	if err1 != nil || err2 != nil {
-		return nil, errors.New("bad once record")
+		return parts[0], nil, errors.New("bad once record")
 	}
-	return stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(parts[3]))
+	e, err = stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(parts[3]))
+	return parts[0], e, err
 }
 
 // AppendOnce implements stream.Log.
@@ -482,21 +485,12 @@ func (l *Log) AppendOnce(ctx context.Context, e *stream.Event, once stream.Once)
 	}
 	if len(res) == 2 && res[0] == "replay" {
 		rec, _ := res[1].(string)
-		parts := strings.SplitN(rec, "\n", 4)
-		if len(parts) != 4 {
-			return nil, false, fmt.Errorf("append once to %s: bad record", ws)
-		}
-		if parts[0] != "" && once.Fingerprint != "" && parts[0] != once.Fingerprint {
+		fp, prev, err := decodeOnceRecord(rec)
+		if fp != "" && once.Fingerprint != "" && fp != once.Fingerprint {
 			return nil, false, stream.ErrIdempotencyConflict
 		}
-		epoch, err1 := strconv.ParseUint(parts[1], 10, 64)
-		seq, err2 := strconv.ParseUint(parts[2], 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil, false, fmt.Errorf("append once to %s: bad record", ws)
-		}
-		prev, err := stream.DecodeEvent(stream.ID{Epoch: epoch, Seq: seq}, []byte(parts[3]))
 		if err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("append once to %s: %w", ws, err)
 		}
 		return prev, true, nil
 	}
