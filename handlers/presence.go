@@ -46,16 +46,7 @@ func allowPresence(logger *slog.Logger, w http.ResponseWriter, r *http.Request, 
 	if cfg.PresenceRate.Per <= 0 {
 		return true
 	}
-	ok, wait, err := limits.Allow(r.Context(), "presence:"+ws+":"+user, cfg.PresenceRate, 1)
-	if err != nil {
-		writeError(logger, w, r, err)
-		return false
-	}
-	if !ok {
-		writeError(logger, w, r, &errRateLimited{wait: wait, what: "this user changes presence or typing faster than allowed"})
-		return false
-	}
-	return true
+	return allow(logger, w, r, limits, "presence:"+ws+":"+user, cfg.PresenceRate, 1, "this user changes presence or typing faster than allowed")
 }
 
 // handleGetPresence lists who is here.

@@ -33,13 +33,6 @@ type appender interface {
 // handlePublish appends one event. Every check happens before Append, so
 // bad input never reaches the log.
 func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.RateLimiter, schemas *realtime.Schemas) http.Handler {
-	type request struct {
-		Type          string
-		Data          json.RawMessage
-		TargetUserID  string
-		CorrelationID string
-		Source        string
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := chi.URLParam(r, "workspaceID")
 		idemKey, hasKey, ok := idempotencyKey(logger, w, r, 255)
@@ -59,53 +52,22 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 			writeError(logger, w, r, p)
 			return
 		}
-		// The schema has checked that these are strings, when present.
-		req := request{Data: data}
-		req.Type, _ = generic["type"].(string)
-		req.TargetUserID, _ = generic["targetUserId"].(string)
-		req.CorrelationID, _ = generic["correlationId"].(string)
-		req.Source, _ = generic["source"].(string)
-		corr := req.CorrelationID
-		if corr == "" {
-			corr = r.Header.Get("X-Correlation-ID")
-			if !printable(corr, 128) {
-				corr = ""
-			}
-		}
-		if corr == "" {
-			corr = appmw.NewID()
-		}
-		w.Header().Set("X-Correlation-ID", corr)
-		appmw.AddLogAttrs(r.Context(), slog.String("correlation_id", corr), slog.String("event_type", req.Type))
+		ev := eventFrom(generic, data, ws, headerCorrelation(r), time.Now().UTC())
+		w.Header().Set("X-Correlation-ID", ev.CorrelationID)
+		appmw.AddLogAttrs(r.Context(), slog.String("correlation_id", ev.CorrelationID), slog.String("event_type", ev.Type))
 		// The workspace's bucket is taken only by a valid publish: it is
 		// shared by every publisher of the workspace, and one that sends
 		// malformed events must not use up the others' rate.
-		if cfg.PublishRate.Per > 0 {
-			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate, 1)
-			if err != nil {
-				writeError(logger, w, r, err)
-				return
-			}
-			if !ok {
-				writeError(logger, w, r, &errRateLimited{wait: wait})
-				return
-			}
-		}
-		ev := &stream.Event{
-			Type: req.Type, WorkspaceID: ws, TargetUserID: req.TargetUserID, CorrelationID: corr,
-			Source: req.Source, Timestamp: time.Now().UTC(), Data: req.Data,
+		if cfg.PublishRate.Per > 0 && !allow(logger, w, r, limits, ws, cfg.PublishRate, 1, "") {
+			return
 		}
 		var (
 			e        *stream.Event
 			replayed bool
 		)
 		if hasKey {
-			// The fingerprint is of the decoded body, re-encoded with
-			// sorted keys, so formatting differences are not conflicts.
-			canonical, _ := json.Marshal(generic)
-			sum := sha256.Sum256(canonical)
 			e, replayed, err = log.AppendOnce(r.Context(), ev, stream.Once{
-				Key: "publish:" + idemKey, Fingerprint: hex.EncodeToString(sum[:]), TTL: cfg.IdempotencyTTL,
+				Key: "publish:" + idemKey, Fingerprint: fingerprint(generic, ""), TTL: cfg.IdempotencyTTL,
 			})
 		} else {
 			e, err = log.Append(r.Context(), ev)
@@ -131,6 +93,59 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 		w.WriteHeader(http.StatusCreated)
 		w.Write(append(e.JSON(), '\n'))
 	})
+}
+
+// eventFrom builds the event a validated publish body describes (the schema
+// has checked that its members are strings, when present). Its correlation
+// id is the body's, else fallback, else a new one.
+func eventFrom(generic map[string]any, data json.RawMessage, ws, fallback string, now time.Time) *stream.Event {
+	ev := &stream.Event{WorkspaceID: ws, Timestamp: now, Data: data}
+	ev.Type, _ = generic["type"].(string)
+	ev.TargetUserID, _ = generic["targetUserId"].(string)
+	ev.CorrelationID, _ = generic["correlationId"].(string)
+	ev.Source, _ = generic["source"].(string)
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = fallback
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = appmw.NewID()
+	}
+	return ev
+}
+
+// headerCorrelation is the request's X-Correlation-ID when it is sane
+// (at most 128 printable ASCII characters), else "".
+func headerCorrelation(r *http.Request) string {
+	corr := r.Header.Get("X-Correlation-ID")
+	if !printable(corr, 128) {
+		return ""
+	}
+	return corr
+}
+
+// fingerprint identifies a publish body for its Idempotency-Key: the
+// decoded body re-encoded with sorted keys (so formatting differences are
+// not conflicts), then extra, hashed.
+func fingerprint(generic map[string]any, extra string) string {
+	canonical, _ := json.Marshal(generic)
+	sum := sha256.Sum256(append(canonical, extra...))
+	return hex.EncodeToString(sum[:])
+}
+
+// allow takes n tokens from the bucket key at rate, or answers the error
+// itself: 429 with Retry-After (what says whose rate, "" for the
+// workspace's publishes), or the store's failure.
+func allow(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limits stream.RateLimiter, key string, rate stream.Rate, n int, what string) bool {
+	ok, wait, err := limits.Allow(r.Context(), key, rate, n)
+	if err != nil {
+		writeError(logger, w, r, err)
+		return false
+	}
+	if !ok {
+		writeError(logger, w, r, &errRateLimited{wait: wait, what: what})
+		return false
+	}
+	return true
 }
 
 // idempotencyKey reads the request's Idempotency-Key, if it has one, and

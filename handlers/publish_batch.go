@@ -3,9 +3,6 @@ package handlers
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,10 +55,7 @@ func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limi
 			writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
 			return
 		}
-		headerCorr := r.Header.Get("X-Correlation-ID")
-		if !printable(headerCorr, 128) {
-			headerCorr = ""
-		}
+		headerCorr := headerCorrelation(r)
 		now := time.Now().UTC()
 		batch := make([]stream.BatchItem, len(items))
 		var bad *realtime.EventError
@@ -77,42 +71,21 @@ func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limi
 				bad = addProblems(bad, p, ptr)
 				continue
 			}
-			ev := &stream.Event{WorkspaceID: ws, Timestamp: now, Data: data}
-			ev.Type, _ = generic["type"].(string)
-			ev.TargetUserID, _ = generic["targetUserId"].(string)
-			ev.CorrelationID, _ = generic["correlationId"].(string)
-			ev.Source, _ = generic["source"].(string)
-			if ev.CorrelationID == "" {
-				ev.CorrelationID = headerCorr
-			}
-			if ev.CorrelationID == "" {
-				ev.CorrelationID = appmw.NewID()
-			}
-			batch[i].Event = ev
+			batch[i].Event = eventFrom(generic, data, ws, headerCorr, now)
 			if hasKey {
 				// As a single publish fingerprints its decoded body, plus
 				// the batch's length: a retry must be the same batch.
-				canonical, _ := json.Marshal(generic)
-				sum := sha256.Sum256(append(canonical, "\n"+strconv.Itoa(len(items))...))
 				batch[i].Once = &stream.Once{Key: "publish:" + idemKey + "#" + strconv.Itoa(i),
-					Fingerprint: hex.EncodeToString(sum[:]), TTL: cfg.IdempotencyTTL}
+					Fingerprint: fingerprint(generic, "\n"+strconv.Itoa(len(items))), TTL: cfg.IdempotencyTTL}
 			}
 		}
 		if bad != nil {
 			writeError(logger, w, r, bad)
 			return
 		}
-		if cfg.PublishRate.Per > 0 {
-			// A batch takes a token per event: it delivers as many.
-			ok, wait, err := limits.Allow(r.Context(), ws, cfg.PublishRate, len(batch))
-			if err != nil {
-				writeError(logger, w, r, err)
-				return
-			}
-			if !ok {
-				writeError(logger, w, r, &errRateLimited{wait: wait})
-				return
-			}
+		// A batch takes a token per event: it delivers as many.
+		if cfg.PublishRate.Per > 0 && !allow(logger, w, r, limits, ws, cfg.PublishRate, len(batch), "") {
+			return
 		}
 		events, replayed, err := log.AppendBatch(r.Context(), batch)
 		var be *stream.BatchError
