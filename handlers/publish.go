@@ -16,8 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/realtime-dev/realtime"
 	appmw "github.com/realtime-dev/realtime/middleware"
@@ -189,31 +187,6 @@ func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limit
 		return nil, false
 	}
 	return raw, true
-}
-
-// decodeEventBody decodes a JSON object in one pass of the v2 decoder
-// (github.com/go-json-experiment/json: two to three times faster than
-// encoding/json here, and strict: one value, no duplicate names): its
-// members decoded as encoding/json would decode them into any, for the
-// schema, and its data member's own bytes, to store as sent (Event.Body
-// compacts them).
-func decodeEventBody(raw []byte) (map[string]any, json.RawMessage, error) {
-	var top map[string]jsontext.Value
-	if err := jsonv2.Unmarshal(raw, &top); err != nil {
-		return nil, nil, err
-	}
-	if top == nil {
-		return nil, nil, errors.New("the body is null")
-	}
-	generic := make(map[string]any, len(top))
-	for k, v := range top {
-		var x any
-		if err := jsonv2.Unmarshal(v, &x); err != nil {
-			return nil, nil, err
-		}
-		generic[k] = x
-	}
-	return generic, json.RawMessage(top["data"]), nil
 }
 
 // decodeStrict decodes exactly one JSON value from raw.
