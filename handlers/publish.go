@@ -22,6 +22,10 @@ import (
 	"github.com/realtime-dev/realtime/stream"
 )
 
+// correlationHeader carries a publish's correlation id, in and out, in
+// its canonical form (see appmw.RequestIDHeader).
+const correlationHeader = "X-Correlation-Id"
+
 // appender is what publishing needs of the log.
 type appender interface {
 	Append(ctx context.Context, e *stream.Event) (*stream.Event, error)
@@ -51,7 +55,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 			return
 		}
 		ev := eventFrom(generic, data, ws, headerCorrelation(r), time.Now().UTC())
-		w.Header().Set("X-Correlation-ID", ev.CorrelationID)
+		w.Header().Set(correlationHeader, ev.CorrelationID)
 		appmw.AddLogAttrs(r.Context(), slog.String("correlation_id", ev.CorrelationID), slog.String("event_type", ev.Type))
 		// The workspace's bucket is taken only by a valid publish: it is
 		// shared by every publisher of the workspace, and one that sends
@@ -82,7 +86,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 		appmw.AddLogAttrs(r.Context(), slog.String("event_id", e.ID.String()))
 		if replayed {
 			w.Header().Set("Idempotent-Replayed", "true")
-			w.Header().Set("X-Correlation-ID", e.CorrelationID)
+			w.Header().Set(correlationHeader, e.CorrelationID)
 			logger.InfoContext(r.Context(), "publish replayed", "idempotency_key_hash", shortHash(idemKey))
 		} else {
 			logger.InfoContext(r.Context(), "event published")
@@ -114,7 +118,7 @@ func eventFrom(generic map[string]any, data json.RawMessage, ws, fallback string
 // headerCorrelation is the request's X-Correlation-ID when it is sane
 // (at most 128 printable ASCII characters), else "".
 func headerCorrelation(r *http.Request) string {
-	corr := r.Header.Get("X-Correlation-ID")
+	corr := r.Header.Get(correlationHeader)
 	if !printable(corr, 128) {
 		return ""
 	}
@@ -163,7 +167,7 @@ func idempotencyKey(logger *slog.Logger, w http.ResponseWriter, r *http.Request,
 // readJSON reads a JSON request body of at most limit bytes, answering
 // the error itself (415, 413) when it cannot.
 func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
 		writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json"))
 		return nil, false
 	}
@@ -187,6 +191,13 @@ func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limit
 		return nil, false
 	}
 	return raw, true
+}
+
+// isJSONMediaType reports whether a Content-Type names application/json,
+// with any parameters.
+func isJSONMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // decodeStrict decodes exactly one JSON value from raw.

@@ -368,8 +368,27 @@ type principalKey struct{}
 
 // PrincipalFromContext returns the principal Authenticate stored, or nil.
 func PrincipalFromContext(ctx context.Context) *Principal {
-	p, _ := ctx.Value(principalKey{}).(*Principal)
-	return p
+	if p, ok := ctx.Value(principalKey{}).(*Principal); ok {
+		return p
+	}
+	if info := infoFrom(ctx); info != nil {
+		return info.principal
+	}
+	return nil
+}
+
+// serveAs runs next with p as the request's principal: in the request's
+// own record when RequestLog made one (no new context, no Request copy),
+// else in a new context. A request is authenticated once; were it
+// authenticated again, the later principal would be in a new context,
+// which PrincipalFromContext looks at first.
+func serveAs(next http.Handler, w http.ResponseWriter, r *http.Request, p *Principal) {
+	if info := infoFrom(r.Context()); info != nil && info.principal == nil {
+		info.principal = p
+		next.ServeHTTP(w, r)
+		return
+	}
+	next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 }
 
 // WithPrincipal returns ctx carrying p.
@@ -435,7 +454,7 @@ func AuthenticateWith(v *Verifier, opts AuthOptions, onError func(http.ResponseW
 						onError(w, r, err)
 						return
 					}
-					next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+					serveAs(next, w, r, p)
 					return
 				}
 			}
@@ -453,7 +472,7 @@ func AuthenticateWith(v *Verifier, opts AuthOptions, onError func(http.ResponseW
 				onError(w, r, &AuthError{Presented: true, Err: fmt.Errorf("%w: %w", ErrUnauthenticated, err)})
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+			serveAs(next, w, r, p)
 		})
 	}
 }

@@ -14,8 +14,28 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// RequestIDHeader carries the request id in and out.
-const RequestIDHeader = "X-Request-ID"
+// RequestIDHeader carries the request id in and out. It is written in
+// its canonical form, which net/http's header maps use as is; any other
+// spelling costs a new string on every Get and Set.
+const RequestIDHeader = "X-Request-Id"
+
+// requestInfo is what a request's context carries for this package, as
+// one value (one context.WithValue and one Request copy per request,
+// not one per thing carried): its id, its log attributes, the request
+// line a handler may take over, and the principal Authenticate found.
+type requestInfo struct {
+	id        string
+	bag       *logBag
+	later     *laterLog // nil in a Detach-ed context
+	principal *Principal
+}
+
+type requestInfoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
 
 // logBag holds the attributes every log line about a request carries. It is
 // a pointer in the context so that handlers can add to it (the event id
@@ -25,13 +45,12 @@ type logBag struct {
 	attrs []slog.Attr
 }
 
-type logBagKey struct{}
-
 // AddLogAttrs attaches attributes to every later log line written with ctx
 // (through a handler wrapped by LogHandler) and to the request's access log
 // line. It does nothing outside a request.
 func AddLogAttrs(ctx context.Context, attrs ...slog.Attr) {
-	if b, ok := ctx.Value(logBagKey{}).(*logBag); ok {
+	if info := infoFrom(ctx); info != nil {
+		b := info.bag
 		b.mu.Lock()
 		b.attrs = append(b.attrs, attrs...)
 		b.mu.Unlock()
@@ -39,10 +58,11 @@ func AddLogAttrs(ctx context.Context, attrs ...slog.Attr) {
 }
 
 func bagAttrs(ctx context.Context) []slog.Attr {
-	b, ok := ctx.Value(logBagKey{}).(*logBag)
-	if !ok {
+	info := infoFrom(ctx)
+	if info == nil {
 		return nil
 	}
+	b := info.bag
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]slog.Attr(nil), b.attrs...)
@@ -70,25 +90,22 @@ func (h ctxHandler) WithGroup(name string) slog.Handler { return ctxHandler{h.Ha
 
 // Detach returns a context that carries only ctx's log attributes and
 // request id: for work that outlives the request (a hijacked stream),
-// without keeping the request, its router state and its cancellation
-// alive.
+// without keeping the request, its router state, its principal and its
+// cancellation alive.
 func Detach(ctx context.Context) context.Context {
 	d := context.Background()
-	if b, ok := ctx.Value(logBagKey{}).(*logBag); ok {
-		d = context.WithValue(d, logBagKey{}, b)
-	}
-	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
-		d = context.WithValue(d, requestIDKey{}, id)
+	if info := infoFrom(ctx); info != nil {
+		d = context.WithValue(d, requestInfoKey{}, &requestInfo{id: info.id, bag: info.bag})
 	}
 	return d
 }
 
-type requestIDKey struct{}
-
 // RequestIDFromContext returns the request's id, or "".
 func RequestIDFromContext(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if info := infoFrom(ctx); info != nil {
+		return info.id
+	}
+	return ""
 }
 
 // NewID returns a random 16-byte hex id.
@@ -111,14 +128,23 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 				id = NewID()
 			}
 			w.Header().Set(RequestIDHeader, id)
-			bag := &logBag{attrs: []slog.Attr{slog.String("request_id", id)}}
-			ctx := context.WithValue(r.Context(), logBagKey{}, bag)
-			ctx = context.WithValue(ctx, requestIDKey{}, id)
-			later := &laterLog{logger: logger, start: start}
-			ctx = context.WithValue(ctx, laterLogKey{}, later)
-			rw := &statusWriter{ResponseWriter: w}
+			// One allocation for what the request carries.
+			st := &struct {
+				info  requestInfo
+				bag   logBag
+				later laterLog
+				rw    statusWriter
+				attr  [4]slog.Attr // request_id, and room for a publish's three
+			}{}
+			st.attr[0] = slog.String("request_id", id)
+			st.bag.attrs = st.attr[:1]
+			st.later = laterLog{logger: logger, start: start}
+			st.info = requestInfo{id: id, bag: &st.bag, later: &st.later}
+			ctx := context.WithValue(r.Context(), requestInfoKey{}, &st.info)
+			st.rw.ResponseWriter = w
+			rw := &st.rw
 			next.ServeHTTP(rw, r.WithContext(ctx))
-			if later.taken {
+			if st.later.taken {
 				return // the handler logs the line when its response ends
 			}
 
@@ -133,6 +159,9 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError
+			}
+			if !logger.Enabled(ctx, level) {
+				return
 			}
 			logger.LogAttrs(ctx, level, "request",
 				slog.String("method", r.Method),
@@ -155,8 +184,6 @@ type laterLog struct {
 	taken  bool
 }
 
-type laterLogKey struct{}
-
 // LogRequestLater is for a handler whose response goes on after it
 // returns, or is written around the ResponseWriter (a hijacked stream):
 // RequestLog then writes no line when the handler returns, and the
@@ -166,10 +193,11 @@ type laterLogKey struct{}
 // from any goroutine, once. Outside RequestLog it returns a func that does
 // nothing.
 func LogRequestLater(r *http.Request, status int) func(bytes int64) {
-	later, ok := r.Context().Value(laterLogKey{}).(*laterLog)
-	if !ok {
+	info := infoFrom(r.Context())
+	if info == nil || info.later == nil {
 		return func(int64) {}
 	}
+	later := info.later
 	later.taken = true
 	route := ""
 	if rc := chi.RouteContext(r.Context()); rc != nil {
