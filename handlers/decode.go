@@ -55,8 +55,9 @@ func decodeEventBody(raw []byte) (map[string]any, json.RawMessage, error) {
 		if name == "data" {
 			// The value's bytes: after the name come optional white
 			// space, the colon, and more; the value itself never starts
-			// with any of them.
-			data = json.RawMessage(bytes.TrimLeft(raw[start:d.InputOffset()], " \t\r\n:"))
+			// with any of them. A copy: the event keeps it for as long
+			// as the log does, and raw has room to spare.
+			data = json.RawMessage(bytes.Clone(bytes.TrimLeft(raw[start:d.InputOffset()], " \t\r\n:")))
 		}
 		top[name] = v
 	}

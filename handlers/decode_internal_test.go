@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -32,19 +33,33 @@ func decodeEventBodyByUnmarshal(raw []byte) (map[string]any, json.RawMessage, er
 	return generic, json.RawMessage(top["data"]), nil
 }
 
-// decodeEventBody accepts exactly the bodies json v2's Unmarshal accepts
-// as an object, and gives the same members and the same data bytes.
+// FuzzDecodeEventBody: decodeEventBody accepts exactly the bodies json
+// v2's Unmarshal accepts as an object, gives the same members and the same
+// data bytes, leaves its input as it was, and hands out data that the
+// pooled decoder's next use does not change.
 func FuzzDecodeEventBody(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"chat.message","data":{"chatId":"c","id":"m","text":"hi"}}`,
 		` { "type" : "a.b" , "data" :  [1, 2.5e3, -0, true, false, null, "x\u00e9\n"] } `,
 		`{"data":{"a":{"b":[{}]}},"data":1}`, `{"a":{"b":1,"b":2}}`, `{}`, `null`, `[]`, `"x"`, `1`, `{"a":1} x`, `{"a":1}{}`,
+		`{"d\u0061ta":{"x":1}}`, `{"a":1,"\u0061":2}`, `{"t\"y":"x"}`, strings.Repeat(`{"a":`, 2000) + `1` + strings.Repeat(`}`, 2000),
 		`{"n":1e400}`, `{"n":-1e-400}`, `{"s":"\ud800"}`, "{\"s\":\"\xff\"}", `{"d":{"x":"y"}`, `{"data"  :	{"x":1}	}`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		got, gotData, err := decodeEventBody([]byte(body))
+		in := []byte(body)
+		got, gotData, err := decodeEventBody(in)
+		if string(in) != body {
+			t.Fatalf("%q: the input changed to %q", body, in)
+		}
+		kept := string(gotData)
+		if _, _, err := decodeEventBody([]byte(`{"data":{"other":"body, to reuse the decoder"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		if string(gotData) != kept {
+			t.Fatalf("%q: data changed from %q to %q when the decoder was reused", body, kept, gotData)
+		}
 		want, wantData, wantErr := decodeEventBodyByUnmarshal([]byte(body))
 		if (err != nil) != (wantErr != nil) {
 			t.Fatalf("%q: error %v, Unmarshal's %v", body, err, wantErr)

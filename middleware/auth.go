@@ -378,12 +378,13 @@ func PrincipalFromContext(ctx context.Context) *Principal {
 }
 
 // serveAs runs next with p as the request's principal: in the request's
-// own record when RequestLog made one (no new context, no Request copy),
-// else in a new context. A request is authenticated once; were it
-// authenticated again, the later principal would be in a new context,
-// which PrincipalFromContext looks at first.
+// own record when RequestLog made one and no principal is in the context
+// yet (no new context, no Request copy), else in a new context, which
+// PrincipalFromContext looks at first. Either way the principal just
+// verified is the one the handler sees.
 func serveAs(next http.Handler, w http.ResponseWriter, r *http.Request, p *Principal) {
-	if info := infoFrom(r.Context()); info != nil && info.principal == nil {
+	ctx := r.Context()
+	if info := infoFrom(ctx); info != nil && info.principal == nil && ctx.Value(principalKey{}) == nil {
 		info.principal = p
 		next.ServeHTTP(w, r)
 		return

@@ -2,13 +2,16 @@ package middleware_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/realtime-dev/realtime/middleware"
 )
@@ -171,4 +174,43 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// responder stands for net/http's response, which holds its request and
+// its connection's buffers.
+type responder struct {
+	http.ResponseWriter
+	req *http.Request
+}
+
+// What a hijacked stream keeps past its handler (a Detach-ed context for
+// its log lines, LogRequestLater's func for its request line) keeps
+// neither the ResponseWriter nor, through it, the request: a stream's
+// memory is its own, not its request's.
+func TestDetachedStreamHoldsNoRequest(t *testing.T) {
+	var (
+		ctx   context.Context
+		later func(int64)
+	)
+	h := middleware.RequestLog(slog.New(slog.DiscardHandler))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		later = middleware.LogRequestLater(r, http.StatusOK)
+		middleware.AddLogAttrs(r.Context(), slog.String("k", "v"))
+		ctx = middleware.Detach(r.Context())
+	}))
+	req := httptest.NewRequest(http.MethodGet, "/v1/workspaces/ws1/events/stream", nil)
+	rw := &responder{ResponseWriter: httptest.NewRecorder(), req: req}
+	gone := weak.Make(rw)
+	h.ServeHTTP(rw, req)
+	rw = nil
+	runtime.GC()
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the ResponseWriter (and its request) is still reachable from what the stream keeps")
+	}
+	if middleware.RequestIDFromContext(ctx) == "" || middleware.PrincipalFromContext(ctx) != nil {
+		t.Fatalf("the detached context has request id %q and principal %v; want an id and no principal",
+			middleware.RequestIDFromContext(ctx), middleware.PrincipalFromContext(ctx))
+	}
+	later(0)
+	runtime.KeepAlive(ctx)
 }

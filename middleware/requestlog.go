@@ -14,7 +14,8 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// RequestIDHeader carries the request id in and out. It is written in
+// RequestIDHeader carries the request id in and out (X-Request-ID on the
+// wire is the same header). It is written in
 // its canonical form, which net/http's header maps use as is; any other
 // spelling costs a new string on every Get and Set.
 const RequestIDHeader = "X-Request-Id"
@@ -128,23 +129,29 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 				id = NewID()
 			}
 			w.Header().Set(RequestIDHeader, id)
-			// One allocation for what the request carries.
-			st := &struct {
-				info  requestInfo
+			// Two allocations for what the request carries: what may
+			// outlive it (its log attributes, through Detach, and its
+			// deferred request line), and what must not (the record, and
+			// the ResponseWriter, which holds the request and its
+			// connection's buffers).
+			kept := &struct {
 				bag   logBag
 				later laterLog
-				rw    statusWriter
 				attr  [4]slog.Attr // request_id, and room for a publish's three
 			}{}
-			st.attr[0] = slog.String("request_id", id)
-			st.bag.attrs = st.attr[:1]
-			st.later = laterLog{logger: logger, start: start}
-			st.info = requestInfo{id: id, bag: &st.bag, later: &st.later}
-			ctx := context.WithValue(r.Context(), requestInfoKey{}, &st.info)
-			st.rw.ResponseWriter = w
-			rw := &st.rw
+			kept.attr[0] = slog.String("request_id", id)
+			kept.bag.attrs = kept.attr[:1]
+			kept.later = laterLog{logger: logger, start: start}
+			req := &struct {
+				info requestInfo
+				rw   statusWriter
+			}{}
+			req.info = requestInfo{id: id, bag: &kept.bag, later: &kept.later}
+			req.rw.ResponseWriter = w
+			ctx := context.WithValue(r.Context(), requestInfoKey{}, &req.info)
+			rw := &req.rw
 			next.ServeHTTP(rw, r.WithContext(ctx))
-			if st.later.taken {
+			if kept.later.taken {
 				return // the handler logs the line when its response ends
 			}
 
@@ -159,9 +166,6 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 			level := slog.LevelInfo
 			if status >= 500 {
 				level = slog.LevelError
-			}
-			if !logger.Enabled(ctx, level) {
-				return
 			}
 			logger.LogAttrs(ctx, level, "request",
 				slog.String("method", r.Method),
