@@ -201,43 +201,12 @@ func TestDevModeAndTokenCommand(t *testing.T) {
 		t.Fatalf("serve without a key: %v; want a refusal naming REALTIME_JWT_SECRET", err)
 	}
 	// --dev prints a curl line whose token works.
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"realtime", "serve", "--dev"}, func(k string) string {
-			return map[string]string{"REALTIME_ADDR": "127.0.0.1:0"}[k]
-		}, nil, pw, io.Discard)
-		pw.Close()
-	}()
-	var out bytes.Buffer
-	buf := make([]byte, 4096)
-	for !strings.Contains(out.String(), "curl -N") {
-		k, err := pr.Read(buf)
-		if err != nil {
-			t.Fatalf("dev output ended: %v\n%s", err, out.String())
-		}
-		out.Write(buf[:k])
-	}
-	go io.Copy(io.Discard, pr)
-	var addr, tok string
-	for _, line := range strings.Split(out.String(), "\n") {
-		if a, ok := strings.CutPrefix(line, "listening on "); ok {
-			addr = a
-		}
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export TOKEN="); ok {
-			tok = v
-		}
-	}
-	if addr == "" || tok == "" {
-		t.Fatalf("dev output lacks the address or token:\n%s", out.String())
-	}
-	resp, body := do(t, "POST", "http://"+addr+"/v1/workspaces/demo/events", tok, chat(1))
+	_, base, tok, stop := startDev(t, map[string]string{"REALTIME_ADDR": "127.0.0.1:0"})
+	resp, body := do(t, "POST", base+"/v1/workspaces/demo/events", tok, chat(1))
 	if resp.StatusCode != 201 {
 		t.Fatalf("publish with the dev token: %d %s", resp.StatusCode, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("dev serve returned %v", err)
 	}
 
@@ -299,5 +268,47 @@ func TestHelpSucceeds(t *testing.T) {
 	run(t.Context(), []string{"realtime", "serve", "--help"}, func(string) string { return "" }, strings.NewReader(""), io.Discard, &errOut)
 	if !strings.Contains(errOut.String(), "REALTIME_JWT_SECRET") {
 		t.Fatalf("serve --help does not mention REALTIME_JWT_SECRET:\n%s", errOut.String())
+	}
+}
+
+// startDev runs `realtime serve --dev` with env until it has printed its
+// curl line, and returns what it printed, the base URL it listens on and
+// the token it printed; stop ends it and returns what run returned.
+func startDev(t *testing.T, env map[string]string) (out, base, token string, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"realtime", "serve", "--dev"}, func(k string) string { return env[k] }, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	var printed bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(printed.String(), "curl -N") {
+		k, err := pr.Read(buf)
+		if err != nil {
+			cancel()
+			t.Fatalf("dev output ended: %v\n%s", err, printed.String())
+		}
+		printed.Write(buf[:k])
+	}
+	go io.Copy(io.Discard, pr)
+	var addr string
+	for _, line := range strings.Split(printed.String(), "\n") {
+		if a, ok := strings.CutPrefix(line, "listening on "); ok {
+			addr = a
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export TOKEN="); ok {
+			token = v
+		}
+	}
+	if addr == "" || token == "" {
+		cancel()
+		t.Fatalf("dev output lacks the address or token:\n%s", printed.String())
+	}
+	return printed.String(), "http://" + addr, token, func() error {
+		cancel()
+		return <-done
 	}
 }

@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -175,42 +173,21 @@ func TestDataSentOnAStreamIsCapped(t *testing.T) {
 // Dev mode does not sign with a configured secret (a token made with it is
 // refused, its own works), and listens on loopback unless told otherwise.
 func TestDevModeIgnoresTheSecret(t *testing.T) {
-	env := map[string]string{"REALTIME_ADDR": "127.0.0.1:0", "REALTIME_JWT_SECRET": testSecret}
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"realtime", "serve", "--dev"}, func(k string) string { return env[k] }, nil, pw, io.Discard)
-		pw.Close()
-	}()
-	var out bytes.Buffer
-	buf := make([]byte, 4096)
-	for !strings.Contains(out.String(), "curl -N") {
-		k, err := pr.Read(buf)
-		if err != nil {
-			t.Fatalf("dev output ended: %v\n%s", err, out.String())
-		}
-		out.Write(buf[:k])
+	out, base, tok, stop := startDev(t, map[string]string{"REALTIME_ADDR": "127.0.0.1:0", "REALTIME_JWT_SECRET": testSecret})
+	if !strings.Contains(out, "REALTIME_JWT_SECRET is ignored") {
+		t.Fatalf("dev output:\n%s", out)
 	}
-	go io.Copy(io.Discard, pr)
-	addr := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(out.String())
-	tok := regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(out.String())
-	if addr == nil || tok == nil || !strings.Contains(out.String(), "REALTIME_JWT_SECRET is ignored") {
-		t.Fatalf("dev output:\n%s", out.String())
-	}
-	base := "http://" + addr[1]
 	if resp, body := do(t, "POST", base+"/v1/workspaces/demo/events", pubToken(t), chat(1)); resp.StatusCode != 401 {
 		t.Fatalf("dev mode accepted a token signed with REALTIME_JWT_SECRET: %d %s", resp.StatusCode, body)
 	}
-	if resp, body := do(t, "POST", base+"/v1/workspaces/demo/events", tok[1], chat(1)); resp.StatusCode != 201 {
+	if resp, body := do(t, "POST", base+"/v1/workspaces/demo/events", tok, chat(1)); resp.StatusCode != 201 {
 		t.Fatalf("the dev token: %d %s", resp.StatusCode, body)
 	}
 	v, _ := appmw.NewVerifier(appmw.AuthConfig{Secret: []byte(testSecret)})
-	if _, err := v.Verify(tok[1]); err == nil {
+	if _, err := v.Verify(tok); err == nil {
 		t.Fatal("the dev token verifies with REALTIME_JWT_SECRET")
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 
