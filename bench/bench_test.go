@@ -32,7 +32,10 @@ func server(t *testing.T) string {
 // serverWith is server with the handler wrapped by wrap, when not nil.
 func serverWith(t *testing.T, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
-	log := stream.NewMemory(stream.MemoryConfig{})
+	// Every event a run publishes stays readable, however fast the run:
+	// TestPublishBatch reads them all back (at the default 10,000 per
+	// workspace, a fast run had its first batches trimmed).
+	log := stream.NewMemory(stream.MemoryConfig{Retention: 1 << 20})
 	v, err := appmw.NewVerifier(appmw.AuthConfig{Secret: secret})
 	if err != nil {
 		t.Fatal(err)
