@@ -17,6 +17,17 @@ import (
 )
 
 // counter counts the 201 answers a handler gives to POSTs, per workspace.
+// publishedEvent is what the tests read of an event the publish load
+// sent: in a batch body, or read back from the log.
+type publishedEvent struct {
+	Type string
+	Data struct {
+		ID    string
+		SlSeq int64 `json:"sl_seq"`
+		Pad   string
+	}
+}
+
 type counter struct {
 	mu      sync.Mutex
 	created map[string]int
@@ -120,16 +131,7 @@ func testPublishSingle(t *testing.T, netHTTP bool) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var page struct {
-		Events []struct {
-			Type string
-			Data struct {
-				ID    string
-				SlSeq int64 `json:"sl_seq"`
-				Pad   string
-			}
-		}
-	}
+	var page struct{ Events []publishedEvent }
 	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Events) != 1 {
 		t.Fatalf("read back: %v %+v", err, page)
 	}
@@ -181,16 +183,7 @@ func testPublishBatchFake(t *testing.T, netHTTP bool) {
 	envelope := `{"id":"1-1","type":"approval.created","workspaceId":"ws","correlationId":"c","timestamp":"t","data":{"pad":"` + strings.Repeat("y", 200) + `"}}`
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/workspaces/{ws}/events/batch", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Events []struct {
-				Type string
-				Data struct {
-					ID    string
-					SlSeq int64 `json:"sl_seq"`
-					Pad   string
-				}
-			}
-		}
+		var body struct{ Events []publishedEvent }
 		err := json.NewDecoder(r.Body).Decode(&body)
 		mu.Lock()
 		defer mu.Unlock()
@@ -274,12 +267,7 @@ func TestPublishBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			var page struct {
-				Events []struct {
-					Type string
-					Data struct {
-						SlSeq int64 `json:"sl_seq"`
-					}
-				}
+				Events     []publishedEvent
 				NextCursor string
 			}
 			err = json.NewDecoder(resp.Body).Decode(&page)
