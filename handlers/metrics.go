@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/realtime-dev/realtime/metrics"
+	appmw "github.com/realtime-dev/realtime/middleware"
 )
 
 // observePublish records each publish request's outcome and duration
@@ -16,10 +17,8 @@ func observePublish(m *metrics.Metrics) func(http.Handler) http.Handler {
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			sw := &statusRecorder{ResponseWriter: w}
-			next.ServeHTTP(sw, r)
 			outcome := metrics.PublishError
-			switch s := sw.status; {
+			switch s := appmw.ServeStatus(next, w, r); {
 			case s == http.StatusCreated && w.Header().Get("Idempotent-Replayed") == "true":
 				outcome = metrics.PublishReplayed
 			case s == http.StatusCreated:
@@ -45,33 +44,9 @@ func countRateLimited(m *metrics.Metrics) func(http.Handler) http.Handler {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			sw := &statusRecorder{ResponseWriter: w}
-			next.ServeHTTP(sw, r)
-			if sw.status == http.StatusTooManyRequests {
+			if appmw.ServeStatus(next, w, r) == http.StatusTooManyRequests {
 				m.RateLimited(metrics.LimitPresence)
 			}
 		})
 	}
 }
-
-// statusRecorder notes the status a handler sent.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

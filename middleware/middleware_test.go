@@ -214,3 +214,29 @@ func TestDetachedStreamHoldsNoRequest(t *testing.T) {
 	later(0)
 	runtime.KeepAlive(ctx)
 }
+
+// ServeStatus gives the status a handler answered with, inside RequestLog
+// (from its record) and outside it alike.
+func TestServeStatus(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		h    http.HandlerFunc
+		want int
+	}{
+		{"WriteHeader", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) }, http.StatusCreated},
+		{"Write alone", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("x")) }, http.StatusOK},
+		{"no answer", func(w http.ResponseWriter, r *http.Request) {}, 0},
+	} {
+		got := -1
+		outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = middleware.ServeStatus(c.h, w, r) })
+		outer.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+		if got != c.want {
+			t.Errorf("%s, outside RequestLog: %d; want %d", c.name, got, c.want)
+		}
+		got = -1
+		middleware.RequestLog(slog.New(slog.DiscardHandler))(outer).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+		if got != c.want {
+			t.Errorf("%s, inside RequestLog: %d; want %d", c.name, got, c.want)
+		}
+	}
+}

@@ -27,7 +27,8 @@ const RequestIDHeader = "X-Request-Id"
 type requestInfo struct {
 	id        string
 	bag       *logBag
-	later     *laterLog // nil in a Detach-ed context
+	later     *laterLog     // nil in a Detach-ed context
+	rw        *statusWriter // the response's recorder; nil in a Detach-ed context
 	principal *Principal
 }
 
@@ -146,7 +147,7 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 				info requestInfo
 				rw   statusWriter
 			}{}
-			req.info = requestInfo{id: id, bag: &kept.bag, later: &kept.later}
+			req.info = requestInfo{id: id, bag: &kept.bag, later: &kept.later, rw: &req.rw}
 			req.rw.ResponseWriter = w
 			ctx := context.WithValue(r.Context(), requestInfoKey{}, &req.info)
 			rw := &req.rw
@@ -178,6 +179,20 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 			)
 		})
 	}
+}
+
+// ServeStatus runs next and returns the status it answered with (200 for
+// a body written without WriteHeader, 0 for no answer at all). Inside
+// RequestLog it reads the status RequestLog records, so a response is not
+// wrapped twice on its way; elsewhere it records the status itself.
+func ServeStatus(next http.Handler, w http.ResponseWriter, r *http.Request) int {
+	if info := infoFrom(r.Context()); info != nil && info.rw != nil {
+		next.ServeHTTP(w, r)
+		return info.rw.status
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	next.ServeHTTP(sw, r)
+	return sw.status
 }
 
 // laterLog lets a handler whose response outlives it (a stream) write the
