@@ -168,7 +168,11 @@ func splitBatch(raw []byte) ([]jsontext.Value, error) {
 					detail: fmt.Sprintf("a batch holds 1 to %d events", stream.MaxBatch),
 					errors: map[string]string{"/events": fmt.Sprintf("1 to %d events", stream.MaxBatch)}}
 			}
-			items = append(items, v.Clone())
+			// The event's own bytes in raw, by offset: the value the
+			// decoder returns lives only until its next read, and
+			// decodeEventBody copies out what it keeps.
+			end := int(dec.InputOffset())
+			items = append(items, jsontext.Value(raw[end-len(v):end]))
 		}
 		if _, err := dec.ReadToken(); err != nil {
 			return nil, err
