@@ -167,7 +167,7 @@ func idempotencyKey(logger *slog.Logger, w http.ResponseWriter, r *http.Request,
 // readJSON reads a JSON request body of at most limit bytes, answering
 // the error itself (415, 413) when it cannot.
 func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !isJSONMediaType(ct) {
+	if !isJSONMediaType(r.Header.Get("Content-Type")) {
 		writeError(logger, w, r, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json"))
 		return nil, false
 	}
@@ -194,8 +194,11 @@ func readJSON(logger *slog.Logger, w http.ResponseWriter, r *http.Request, limit
 }
 
 // isJSONMediaType reports whether a Content-Type names application/json,
-// with any parameters.
+// with any parameters. The usual header is answered without parsing it.
 func isJSONMediaType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
 }
