@@ -91,16 +91,15 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 			// millisecond: the stream writes it when it ends instead.
 			logged: appmw.LogRequestLater(r, http.StatusOK)}
 		if cfg.Hijacked != nil && r.ProtoMajor == 1 && r.TLS == nil {
-			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			if s, err := sock.Hijack(w, cfg.WriteTimeout); err == nil {
 				// The connection is ours now: the handler's deep stack and
 				// net/http's per-connection buffers are released, and a
-				// small goroutine carries the stream (see sseStream). From
-				// here only the Socket writes to it or closes it.
-				s := sock.Own(conn, cfg.WriteTimeout)
+				// small goroutine carries the stream (see sseStream). Only
+				// the Socket writes to it or closes it.
 				st.out = s
 				if s.Direct() {
 					tail.SetDirect(s)
-					st.beats = beats
+					st.beats, st.sock = beats, s
 				}
 				st.header = rawHeader(h)
 				cfg.Hijacked.Add(2)

@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
+	"github.com/realtime-dev/realtime/handlers/sock"
 	"github.com/realtime-dev/realtime/metrics"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
@@ -21,9 +21,6 @@ type frameWriter interface {
 	// Write writes b, after whatever a direct write left unfinished, and
 	// returns once it is on its way or the write timeout passed.
 	Write(b []byte) error
-	// LastWrite is when the stream last wrote (the heartbeat sweeper reads
-	// it from its own goroutine).
-	LastWrite() time.Time
 	// Written is how many bytes the stream has written, for its request
 	// log line.
 	Written() int64
@@ -46,10 +43,14 @@ type sseStream struct {
 	conns    *connLimit
 	pres     *stream.PresenceTracker
 	beats    *heartbeats       // set when out takes direct writes
+	sock     *sock.Socket      // out, when it takes direct writes (the sweeper reads it)
 	http2    bool              // for metrics
 	logged   func(bytes int64) // writes the request's log line, at the end
-	// lastPing is when the sweeper last pinged the stream (UnixNano).
-	lastPing atomic.Int64
+	// The sweeper's own record of the stream, touched by no one else:
+	// when it last pinged it, and the socket's byte count when it last
+	// saw it change, and when.
+	lastPing, seenWritten int64
+	seenAt                time.Time
 }
 
 // run sends the opening frames and then every batch until the client
@@ -111,6 +112,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		logger.DebugContext(rctx, "stream write failed", "err", err)
 		return
 	}
+	lastWrite := time.Now() // for the heartbeat timer of a stream the sweeper does not serve
 	logger.DebugContext(rctx, "stream opened", "from", st.cursor, "live", st.fromHead)
 	defer func() {
 		logger.DebugContext(rctx, "stream closed", "duration", time.Since(opened).String(), "position", pos)
@@ -166,7 +168,7 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		if b.Reason == stream.Idle && heartbeat != nil {
 			// The timer fired. It is not reset on every write (that
 			// would cost a timer update per event): it is checked here.
-			if silent := time.Since(out.LastWrite()); silent < cfg.Heartbeat {
+			if silent := time.Since(lastWrite); silent < cfg.Heartbeat {
 				heartbeat.Reset(cfg.Heartbeat - silent)
 			} else {
 				buf = append(buf, heartbeatFrame...)
@@ -180,6 +182,9 @@ func (st *sseStream) run(ctx context.Context, cancel context.CancelCauseFunc, fi
 		// An Unfinished batch makes this write send the rest of the frame
 		// a direct write began (sock.Socket keeps it), before buf.
 		err = out.Write(buf)
+		if heartbeat != nil {
+			lastWrite = time.Now()
+		}
 		if cap(buf) <= 64<<10 { // a burst's big buffer is not kept
 			*bp = buf
 			frameBufs.Put(bp)

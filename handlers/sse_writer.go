@@ -3,7 +3,6 @@ package handlers
 import (
 	"errors"
 	"net/http"
-	"sync/atomic"
 	"time"
 )
 
@@ -12,13 +11,12 @@ import (
 // cannot pin the handler. It serves HTTP/2 and any stream that is not
 // hijacked; a hijacked stream writes through its sock.Socket instead.
 type responseWriter struct {
-	w         http.ResponseWriter
-	rc        *http.ResponseController // on the innermost writer: no unwrapping per call
-	timeout   time.Duration
-	http2     bool
-	deadline  time.Time    // the connection's write deadline (HTTP/1)
-	lastWrite atomic.Int64 // UnixNano of the last write
-	written   int64        // bytes written; only the stream's goroutine writes
+	w        http.ResponseWriter
+	rc       *http.ResponseController // on the innermost writer: no unwrapping per call
+	timeout  time.Duration
+	http2    bool
+	deadline time.Time // the connection's write deadline (HTTP/1)
+	written  int64     // bytes written; only the stream's goroutine writes
 }
 
 func newResponseWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *responseWriter {
@@ -30,9 +28,7 @@ func newResponseWriter(w http.ResponseWriter, timeout time.Duration, http2 bool)
 		}
 		inner = u.Unwrap()
 	}
-	rw := &responseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, http2: http2}
-	rw.lastWrite.Store(time.Now().UnixNano())
-	return rw
+	return &responseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, http2: http2}
 }
 
 // Write writes and flushes b. On HTTP/1 the write deadline is moved only
@@ -58,7 +54,6 @@ func (s *responseWriter) Write(b []byte) error {
 	if err := s.rc.Flush(); err != nil {
 		return err
 	}
-	s.lastWrite.Store(now.UnixNano())
 	if s.http2 {
 		if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
@@ -69,6 +64,3 @@ func (s *responseWriter) Write(b []byte) error {
 
 // Written returns the bytes s wrote.
 func (s *responseWriter) Written() int64 { return s.written }
-
-// LastWrite is when s last wrote.
-func (s *responseWriter) LastWrite() time.Time { return time.Unix(0, s.lastWrite.Load()) }

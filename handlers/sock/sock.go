@@ -3,9 +3,20 @@
 // fan-out, and its closing go through one Socket, under one lock. So
 // "never write to a descriptor that was closed and handed to another
 // connection" holds by construction, whatever order the stream, a
-// shutdown or a read error close things in: the descriptor is only ever
-// used inside RawConn.Control (which holds the runtime's reference on it),
-// under the lock that Close takes, and after Close nothing writes.
+// shutdown or a read error close things in:
+//
+//   - Hijack takes the connection from net/http and hands out only the
+//     Socket: no net.Conn escapes, so nothing but Socket.Close can close
+//     it (Own, for a connection of the caller's, asks the same of it).
+//   - The descriptor is read once, inside RawConn.Control, when the
+//     Socket takes the connection. A descriptor stays its connection's
+//     until the connection is closed, and that happens only in Close,
+//     under mu; every direct write is made under mu, after checking that
+//     Close has not run. (RawConn.Control promises the descriptor only
+//     for its callback because anyone holding the net.Conn might close it
+//     meanwhile; here no one else holds it.) Writing through Control each
+//     time instead cost a reference count on the descriptor per write,
+//     about a twentieth of a large workspace's fan-out.
 //
 // It imports nothing of this module, and is not a public API.
 package sock
@@ -13,9 +24,9 @@ package sock
 import (
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,7 +39,7 @@ import (
 // All methods are safe for concurrent use.
 type Socket struct {
 	conn    net.Conn
-	raw     syscall.RawConn // set for a *net.TCPConn: WriteNow writes through it
+	fd      int // the connection's descriptor, for WriteNow; -1 unless it is a *net.TCPConn
 	timeout time.Duration
 
 	// mu is held for every write and for the close: the last write
@@ -38,39 +49,42 @@ type Socket struct {
 	pending  []byte    // what WriteNow left of its frame
 	deadline time.Time // the write deadline set on conn
 
-	// WriteNow's call into RawConn.Control: one func value per socket,
-	// with its argument and results here (under mu), rather than a
-	// closure allocated per write (5,000 per event in a large workspace).
-	control func(fd uintptr)
-	frame   []byte
-	n       int
-	werr    error
-
-	lastWrite atomic.Int64 // UnixNano of the last write, read without mu
-	written   int64        // bytes written by either path, under mu
+	written atomic.Int64 // bytes written by either path; added to under mu
 }
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("socket closed")
 
-// Own takes c over; from now on only the Socket writes to and closes it.
-// Each blocking Write is bounded by timeout. Only a *net.TCPConn takes
-// WriteNow: anything that merely wraps one (TLS, a PROXY-protocol
-// listener) would have plaintext written underneath it.
+// Hijack takes w's connection over from net/http (see
+// http.ResponseController.Hijack) and returns its Socket, the only handle
+// on it from then on. Each blocking Write is bounded by timeout. Whatever
+// the client sent after its request, still buffered by net/http, is
+// dropped: a stream takes no input.
+func Hijack(w http.ResponseWriter, timeout time.Duration) (*Socket, error) {
+	c, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	return Own(c, timeout), nil
+}
+
+// Own takes c over: from now on only the Socket writes to and closes it,
+// and the caller must not use c again. Each blocking Write is bounded by
+// timeout. Only a *net.TCPConn takes WriteNow: anything that merely wraps
+// one (TLS, a PROXY-protocol listener) would have plaintext written
+// underneath it.
 func Own(c net.Conn, timeout time.Duration) *Socket {
-	s := &Socket{conn: c, timeout: timeout}
+	s := &Socket{conn: c, fd: -1, timeout: timeout}
 	if tcp, ok := c.(*net.TCPConn); ok {
 		if raw, err := tcp.SyscallConn(); err == nil {
-			s.raw = raw
-			s.control = s.writeFD
+			raw.Control(func(fd uintptr) { s.fd = int(fd) })
 		}
 	}
-	s.lastWrite.Store(time.Now().UnixNano())
 	return s
 }
 
 // Direct reports whether WriteNow can write (the connection is TCP).
-func (s *Socket) Direct() bool { return s.raw != nil }
+func (s *Socket) Direct() bool { return s.fd >= 0 }
 
 // WriteNow writes frame with one non-blocking write(2), never waiting for
 // the lock, the socket's buffer or a deadline: it is called from the hub's
@@ -80,39 +94,28 @@ func (s *Socket) Direct() bool { return s.raw != nil }
 // (another write holds the lock), has a remainder pending, is full, is
 // closed, or is not TCP.
 func (s *Socket) WriteNow(frame []byte) (taken, partial bool) {
-	if s.raw == nil || !s.mu.TryLock() {
+	if s.fd < 0 || !s.mu.TryLock() {
 		return false, false
 	}
 	defer s.mu.Unlock()
 	if s.closed || len(s.pending) > 0 {
 		return false, false
 	}
-	s.frame = frame
-	err := s.raw.Control(s.control)
-	n, werr := s.n, s.werr
-	s.frame, s.werr = nil, nil
-	if err != nil || werr != nil || n <= 0 {
+	// Open, under mu: s.fd is still this connection's (see the package
+	// comment).
+	n, err := unix.Write(s.fd, frame)
+	for err == unix.EINTR {
+		n, err = unix.Write(s.fd, frame)
+	}
+	if err != nil || n <= 0 {
 		return false, false
 	}
-	s.lastWrite.Store(time.Now().UnixNano())
-	s.written += int64(n)
+	s.written.Add(int64(n))
 	if n < len(frame) {
 		s.pending = append(s.pending, frame[n:]...)
 		return true, true
 	}
 	return true, false
-}
-
-// writeFD is WriteNow's write(2), made inside RawConn.Control, where the
-// runtime holds its reference on fd: a concurrent Close of the connection
-// cannot release it. s.mu is held.
-func (s *Socket) writeFD(fd uintptr) {
-	for {
-		s.n, s.werr = unix.Write(int(fd), s.frame)
-		if s.werr != unix.EINTR {
-			return
-		}
-	}
 }
 
 // Write writes what WriteNow left, then b, and blocks until both are
@@ -139,33 +142,24 @@ func (s *Socket) Write(b []byte) error {
 		bufs := net.Buffers{s.pending, b}
 		var n int64
 		n, err = bufs.WriteTo(s.conn)
-		s.written += n
+		s.written.Add(n)
 		s.pending = nil
 	} else if len(b) > 0 {
 		var n int
 		n, err = s.conn.Write(b)
-		s.written += int64(n)
+		s.written.Add(int64(n))
 	}
-	if err != nil {
-		return err
-	}
-	s.lastWrite.Store(now.UnixNano())
-	return nil
+	return err
 }
 
 // Read reads from the connection (the stream's watcher of a client that
 // leaves). It does not take the lock: reads never touch what writes do.
 func (s *Socket) Read(p []byte) (int, error) { return s.conn.Read(p) }
 
-// Written returns the bytes written to the connection so far.
-func (s *Socket) Written() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.written
-}
-
-// LastWrite returns when s last wrote.
-func (s *Socket) LastWrite() time.Time { return time.Unix(0, s.lastWrite.Load()) }
+// Written returns the bytes written to the connection so far, by either
+// path. It never waits for a write in progress: the heartbeat sweeper
+// reads it to tell a silent stream.
+func (s *Socket) Written() int64 { return s.written.Load() }
 
 // Close closes the connection once, after any write in progress; later
 // writes fail with ErrClosed and WriteNow writes nothing.
