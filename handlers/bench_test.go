@@ -132,25 +132,7 @@ func benchDeliver(b *testing.B, n int, direct bool) {
 			tail.SetDirect(out)
 		}
 		// The stream: what sseStream.run does per batch.
-		wg.Go(func() {
-			defer out.Close()
-			defer tail.Close()
-			var pos stream.ID
-			buf := make([]byte, 0, 4096)
-			for {
-				batch, err := tail.Next(ctx, nil)
-				if err != nil {
-					return
-				}
-				if !batch.Written.IsZero() {
-					pos = batch.Written
-				}
-				buf = appendBatch(buf[:0], batch, &pos)
-				if err := out.Write(buf); err != nil {
-					return
-				}
-			}
-		})
+		wg.Go(func() { pump(ctx, tail, out) })
 	}
 	body := json.RawMessage(`{"id":"a1","title":"Deploy to production","status":"pending","pad":"` + strings.Repeat("x", 150) + `"}`)
 	b.ReportAllocs()

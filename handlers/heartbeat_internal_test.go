@@ -48,23 +48,7 @@ func TestSweeperBeatsOnlyAfterSilence(t *testing.T) {
 	var wg sync.WaitGroup
 	// The stream's goroutine, parked in Next while the fan-out and the
 	// sweeper write.
-	wg.Go(func() {
-		defer s.Close()
-		defer tail.Close()
-		var pos stream.ID
-		for {
-			b, err := tail.Next(ctx, nil)
-			if err != nil {
-				return
-			}
-			if !b.Written.IsZero() {
-				pos = b.Written
-			}
-			if err := s.Write(appendBatch(nil, b, &pos)); err != nil {
-				return
-			}
-		}
-	})
+	wg.Go(func() { pump(ctx, tail, s) })
 	received := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(client)
@@ -113,5 +97,27 @@ func TestSweeperBeatsOnlyAfterSilence(t *testing.T) {
 	}
 	if !bytes.Contains(got, []byte("event: chat.message\n")) {
 		t.Fatalf("the client missed the event:\n%s", got)
+	}
+}
+
+// pump is what sseStream.run does per batch, without the rest: it writes
+// tail's batches to out until ctx ends or a write fails, then closes both.
+func pump(ctx context.Context, tail *stream.Tail, out *sock.Socket) {
+	defer out.Close()
+	defer tail.Close()
+	var pos stream.ID
+	buf := make([]byte, 0, 4096)
+	for {
+		b, err := tail.Next(ctx, nil)
+		if err != nil {
+			return
+		}
+		if !b.Written.IsZero() {
+			pos = b.Written
+		}
+		buf = appendBatch(buf[:0], b, &pos)
+		if err := out.Write(buf); err != nil {
+			return
+		}
 	}
 }

@@ -119,16 +119,19 @@ func (m *Memory) OpenConn(ctx context.Context, ws, user, conn string, ttl time.D
 	return cur, changed, nil
 }
 
-// RefreshConn extends a connection's life.
-func (m *Memory) RefreshConn(ctx context.Context, ws, user, conn string, ttl time.Duration) error {
+// RefreshConns extends the life of the recorded ones of conns.
+func (m *Memory) RefreshConns(ctx context.Context, conns []ConnRef, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if p := m.existingPresence(ws); p == nil {
-		return ctx.Err()
-	}
-	if cs := m.pres[ws].conns[user]; cs != nil {
-		if _, ok := cs[conn]; ok {
-			cs[conn] = time.Now().Add(ttl)
+	exp := time.Now().Add(ttl)
+	for _, c := range conns {
+		if m.existingPresence(c.Workspace) == nil {
+			continue
+		}
+		if cs := m.pres[c.Workspace].conns[c.User]; cs != nil {
+			if _, ok := cs[c.Conn]; ok {
+				cs[c.Conn] = exp
+			}
 		}
 	}
 	return ctx.Err()

@@ -33,8 +33,11 @@ type PresenceStore interface {
 	// OpenConn records a live connection conn of user, valid for ttl
 	// unless refreshed, and returns the effective presence.
 	OpenConn(ctx context.Context, ws, user, conn string, ttl time.Duration) (Presence, bool, error)
-	// RefreshConn extends conn's life to ttl from now, if it is recorded.
-	RefreshConn(ctx context.Context, ws, user, conn string, ttl time.Duration) error
+	// RefreshConns extends the life of each of conns to ttl from now, if
+	// it is recorded (it records none): a node's refresh round in one
+	// call, which Redis serves as a pipeline rather than a round trip per
+	// connection.
+	RefreshConns(ctx context.Context, conns []ConnRef, ttl time.Duration) error
 	// CloseConn forgets conn. It does not settle: the caller does after a
 	// grace, so that a reconnect does not flap.
 	CloseConn(ctx context.Context, ws, user, conn string) error
@@ -53,5 +56,8 @@ type PresenceStore interface {
 	// token and is due again then. Otherwise a newer setter owns it.
 	ExpireTyping(ctx context.Context, ws, chat, user, token string) (stopped bool, remaining time.Duration, err error)
 }
+
+// ConnRef names a connection record: user's connection conn in workspace.
+type ConnRef struct{ Workspace, User, Conn string }
 
 var _ PresenceStore = (*Memory)(nil)

@@ -536,16 +536,14 @@ func (t *PresenceTracker) refreshAll(ctx context.Context) {
 	t.mu.Lock()
 	ms := slices.Collect(maps.Values(t.members))
 	t.mu.Unlock()
+	refs := make([]ConnRef, len(ms))
+	for i, m := range ms {
+		refs[i] = ConnRef{Workspace: m.key.ws, User: m.key.user, Conn: m.conn}
+	}
 	op, cancel := roundContext(ctx, len(ms))
 	defer cancel()
-	for i, m := range ms {
-		if op.Err() != nil {
-			t.cfg.Logger.WarnContext(op, "presence refresh round cut short", "left", len(ms)-i, "err", op.Err())
-			return
-		}
-		if err := t.store.RefreshConn(op, m.key.ws, m.key.user, m.conn, t.cfg.ConnTTL); err != nil {
-			t.cfg.Logger.DebugContext(op, "presence not refreshed", "err", err)
-		}
+	if err := t.store.RefreshConns(op, refs, t.cfg.ConnTTL); err != nil {
+		t.cfg.Logger.WarnContext(op, "presence refresh round failed", "connections", len(refs), "err", err)
 	}
 }
 

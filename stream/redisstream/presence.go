@@ -129,15 +129,31 @@ func (l *Log) OpenConn(ctx context.Context, ws, user, conn string, ttl time.Dura
 	return presenceReply(ws, user, res, err)
 }
 
-// RefreshConn extends a connection's life (if it is still recorded).
-func (l *Log) RefreshConn(ctx context.Context, ws, user, conn string, ttl time.Duration) error {
-	k := l.presenceKeys(ws, user)[1]
+// RefreshConns extends the life of the connections still recorded: one
+// ZADD XX each, pipelined (on a cluster go-redis sends each node its
+// share), so that a node's round over thousands of connections costs a
+// few round trips, not one per connection.
+func (l *Log) RefreshConns(ctx context.Context, conns []stream.ConnRef, ttl time.Duration) error {
 	exp := float64(time.Now().Add(ttl).UnixMilli())
-	if err := l.rdb.ZAddXX(ctx, k, redis.Z{Score: exp, Member: conn}).Err(); err != nil {
-		return unavailable("refresh presence in "+ws, err)
+	for len(conns) > 0 {
+		chunk := conns[:min(len(conns), refreshChunk)]
+		conns = conns[len(chunk):]
+		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range chunk {
+				p.ZAddXX(ctx, l.presenceKeys(c.Workspace, c.User)[1], redis.Z{Score: exp, Member: c.Conn})
+			}
+			return nil
+		})
+		if err != nil {
+			return unavailable("refresh presence", err)
+		}
 	}
 	return nil
 }
+
+// refreshChunk bounds one RefreshConns pipeline, so that its replies are
+// not all buffered at once.
+const refreshChunk = 512
 
 // CloseConn forgets a connection; the caller settles after a grace period.
 func (l *Log) CloseConn(ctx context.Context, ws, user, conn string) error {

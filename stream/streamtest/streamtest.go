@@ -1099,9 +1099,24 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 	if got := list("other"); got != "" {
 		t.Fatalf("another workspace lists %s", got)
 	}
-	if err := a.RefreshConn(ctx, "ws", "bob", "c1", time.Minute); err != nil {
+	// A refresh extends what is recorded and records nothing else.
+	if err := a.RefreshConns(ctx, []stream.ConnRef{{Workspace: "ws", User: "bob", Conn: "c1"}, {Workspace: "ws", User: "dave", Conn: "c9"}, {Workspace: "none", User: "erin", Conn: "c8"}}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if got := list("ws"); got != "alice=away,bob=online" {
+		t.Fatalf("after a refresh, list = %s", got)
+	}
+	// A refresh is what keeps a connection past its ttl.
+	a.OpenConn(ctx, "wr", "dave", "c5", 50*time.Millisecond)
+	a.OpenConn(ctx, "wr", "erin", "c6", 50*time.Millisecond)
+	if err := b.RefreshConns(ctx, []stream.ConnRef{{Workspace: "wr", User: "dave", Conn: "c5"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	p, c, err = a.SettlePresence(ctx, "wr", "dave")
+	step("dave refreshed, past his first ttl", p, c, err, "online", false)
+	p, c, err = a.SettlePresence(ctx, "wr", "erin")
+	step("erin not refreshed, past hers", p, c, err, "offline", true)
 	a.CloseConn(ctx, "ws", "bob", "c1")
 	p, c, err = b.SettlePresence(ctx, "ws", "bob")
 	step("bob closed one of two", p, c, err, "online", false)
