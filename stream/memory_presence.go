@@ -125,10 +125,11 @@ func (m *Memory) RefreshConns(ctx context.Context, conns []ConnRef, ttl time.Dur
 	defer m.mu.Unlock()
 	exp := time.Now().Add(ttl)
 	for _, c := range conns {
-		if m.existingPresence(c.Workspace) == nil {
+		p := m.existingPresence(c.Workspace)
+		if p == nil {
 			continue
 		}
-		if cs := m.pres[c.Workspace].conns[c.User]; cs != nil {
+		if cs := p.conns[c.User]; cs != nil {
 			if _, ok := cs[c.Conn]; ok {
 				cs[c.Conn] = exp
 			}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -534,13 +533,12 @@ func (t *PresenceTracker) expireTyping(ctx context.Context, key dueKey, token st
 // refreshAll extends the life of this node's connection records.
 func (t *PresenceTracker) refreshAll(ctx context.Context) {
 	t.mu.Lock()
-	ms := slices.Collect(maps.Values(t.members))
-	t.mu.Unlock()
-	refs := make([]ConnRef, len(ms))
-	for i, m := range ms {
-		refs[i] = ConnRef{Workspace: m.key.ws, User: m.key.user, Conn: m.conn}
+	refs := make([]ConnRef, 0, len(t.members))
+	for _, m := range t.members {
+		refs = append(refs, ConnRef{Workspace: m.key.ws, User: m.key.user, Conn: m.conn})
 	}
-	op, cancel := roundContext(ctx, len(ms))
+	t.mu.Unlock()
+	op, cancel := roundContext(ctx, len(refs))
 	defer cancel()
 	if err := t.store.RefreshConns(op, refs, t.cfg.ConnTTL); err != nil {
 		t.cfg.Logger.WarnContext(op, "presence refresh round failed", "connections", len(refs), "err", err)

@@ -21,7 +21,13 @@ import (
 //	P:{W}:ps        hash user → "status\x1fsince ms"   (last reported status)
 //	P:{W}:ty:<hex chat>:<hex user>, …:tyo:…            typing state and its owner
 func (l *Log) presenceKeys(ws, user string) []string {
-	return []string{l.prefix + ":{" + ws + "}:pe", l.prefix + ":{" + ws + "}:pc:" + hex.EncodeToString([]byte(user)), l.prefix + ":{" + ws + "}:ps"}
+	return []string{l.prefix + ":{" + ws + "}:pe", l.connsKey(ws, user), l.prefix + ":{" + ws + "}:ps"}
+}
+
+// connsKey is presenceKeys' second key alone, user's connections in ws:
+// what the commands that touch only it need.
+func (l *Log) connsKey(ws, user string) string {
+	return l.prefix + ":{" + ws + "}:pc:" + hex.EncodeToString([]byte(user))
 }
 
 // presenceTTL keeps presence keys from outliving their workspace's use.
@@ -140,7 +146,7 @@ func (l *Log) RefreshConns(ctx context.Context, conns []stream.ConnRef, ttl time
 		conns = conns[len(chunk):]
 		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range chunk {
-				p.ZAddXX(ctx, l.presenceKeys(c.Workspace, c.User)[1], redis.Z{Score: exp, Member: c.Conn})
+				p.ZAddXX(ctx, l.connsKey(c.Workspace, c.User), redis.Z{Score: exp, Member: c.Conn})
 			}
 			return nil
 		})
@@ -157,7 +163,7 @@ const refreshChunk = 512
 
 // CloseConn forgets a connection; the caller settles after a grace period.
 func (l *Log) CloseConn(ctx context.Context, ws, user, conn string) error {
-	if err := l.rdb.ZRem(ctx, l.presenceKeys(ws, user)[1], conn).Err(); err != nil {
+	if err := l.rdb.ZRem(ctx, l.connsKey(ws, user), conn).Err(); err != nil {
 		return unavailable("close presence in "+ws, err)
 	}
 	return nil
@@ -190,7 +196,7 @@ func (l *Log) ListPresence(ctx context.Context, ws string) ([]stream.Presence, e
 	conns := map[string]*redis.IntCmd{}
 	pipe = l.rdb.Pipeline()
 	for u := range users {
-		conns[u] = pipe.ZCount(ctx, l.presenceKeys(ws, u)[1], strconv.FormatInt(now, 10), "+inf")
+		conns[u] = pipe.ZCount(ctx, l.connsKey(ws, u), strconv.FormatInt(now, 10), "+inf")
 	}
 	if len(conns) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
