@@ -177,3 +177,55 @@ func TestOnlyTCPTakesDirectWrites(t *testing.T) {
 		t.Fatal("a wrapper around a *net.TCPConn takes direct writes")
 	}
 }
+
+// deadlines records the write deadlines set on a connection.
+type deadlines struct {
+	net.Conn
+	set []time.Time
+}
+
+func (d *deadlines) SetWriteDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return d.Conn.SetWriteDeadline(t)
+}
+
+// A blocking Write is bounded by the timeout, and leaves no deadline armed
+// behind it: on an idle socket an armed one would expire, a runtime timer
+// firing for every connection the server holds.
+func TestWriteLeavesNoDeadlineArmed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	server, client := pair(t, ln)
+	defer client.Close()
+	d := &deadlines{Conn: server}
+	s := sock.Own(d, time.Second)
+	defer s.Close()
+	for i := range 3 {
+		before := time.Now()
+		if err := s.Write([]byte("data: x\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.set) != 2*(i+1) {
+			t.Fatalf("write %d: %d deadlines set in all, want 2 per write", i, len(d.set))
+		}
+		bound, cleared := d.set[2*i], d.set[2*i+1]
+		if bound.Before(before.Add(time.Second)) {
+			t.Fatalf("write %d ran under a deadline %v, before its full timeout", i, bound.Sub(before))
+		}
+		if !cleared.IsZero() {
+			t.Fatalf("write %d left a deadline armed: %v", i, cleared)
+		}
+	}
+	buf := make([]byte, 64)
+	var got []byte
+	for len(got) < 3*len("data: x\n\n") {
+		n, err := client.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+}
