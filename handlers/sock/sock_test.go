@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,17 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// listen returns a loopback TCP listener, closed when the test ends.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
 
 // pair returns the server side of a loopback TCP connection, and its
 // client side.
@@ -49,11 +61,7 @@ func fd(t *testing.T, c net.Conn) uintptr {
 // Whatever order the close and the writes happen in, nothing of the first
 // stream reaches the second connection.
 func TestDescriptorReuseWritesNothingToTheNewConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	secret := []byte("event: chat.message\ndata: {\"workspaceId\":\"tenant-secret\"}\n\n")
 	reused := 0
 	for round := range 200 {
@@ -121,11 +129,7 @@ func TestDescriptorReuseWritesNothingToTheNewConnection(t *testing.T) {
 // A frame that the socket only partly takes is finished by the next
 // Write before anything else, and WriteNow takes nothing meanwhile.
 func TestPartialWriteIsFinishedFirst(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	server, client := pair(t, ln)
 	server.(*net.TCPConn).SetWriteBuffer(4096)
 	s := sock.Own(server, 5*time.Second)
@@ -165,11 +169,7 @@ func TestOnlyTCPTakesDirectWrites(t *testing.T) {
 		t.Fatal("WriteNow wrote to a connection that is not TCP")
 	}
 	type wrapped struct{ net.Conn }
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	server, _ := pair(t, ln)
 	w := sock.Own(wrapped{server}, time.Second)
 	defer w.Close()
@@ -193,13 +193,8 @@ func (d *deadlines) SetWriteDeadline(t time.Time) error {
 // behind it: on an idle socket an armed one would expire, a runtime timer
 // firing for every connection the server holds.
 func TestWriteLeavesNoDeadlineArmed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	server, client := pair(t, ln)
-	defer client.Close()
 	d := &deadlines{Conn: server}
 	s := sock.Own(d, time.Second)
 	defer s.Close()
@@ -219,13 +214,12 @@ func TestWriteLeavesNoDeadlineArmed(t *testing.T) {
 			t.Fatalf("write %d left a deadline armed: %v", i, cleared)
 		}
 	}
-	buf := make([]byte, 64)
-	var got []byte
-	for len(got) < 3*len("data: x\n\n") {
-		n, err := client.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, buf[:n]...)
+	want := strings.Repeat("data: x\n\n", 3)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("on the wire %q, want %q", got, want)
 	}
 }
