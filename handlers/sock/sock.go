@@ -28,6 +28,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,10 +103,7 @@ func (s *Socket) WriteNow(frame []byte) (taken, partial bool) {
 	}
 	// Open, under mu: s.fd is still this connection's (see the package
 	// comment).
-	n, err := unix.Write(s.fd, frame)
-	for err == unix.EINTR {
-		n, err = unix.Write(s.fd, frame)
-	}
+	n, err := rawWrite(s.fd, frame)
 	if err != nil || n <= 0 {
 		return false, false
 	}
@@ -170,4 +168,28 @@ func (s *Socket) Close() error {
 	s.closed = true
 	s.pending = nil
 	return s.conn.Close()
+}
+
+// rawWrite is write(2) without the runtime's system-call bookkeeping
+// (entersyscall and exitsyscall, and sysmon's watch over a thread inside
+// one): a write to a non-blocking socket never blocks, which is what
+// RawSyscall is for. unix.Write, which has that bookkeeping, cost a
+// 5,000-stream fan-out 8 % more of the server's CPU per delivery than this
+// (sseload (c) on Redis, 15 interleaved runs each: 21.7 against 20.1 CPU-s
+// per million deliveries, the build before this package 20.1), though a
+// microbenchmark of one write apiece sees no difference. unsafe is only
+// the buffer's address for the call; which descriptor it writes to is
+// WriteNow's lock's business, not this function's.
+func rawWrite(fd int, b []byte) (int, error) {
+	for {
+		r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		switch errno {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		default:
+			return 0, errno
+		}
+	}
 }
