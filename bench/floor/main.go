@@ -17,13 +17,24 @@
 //     envelope per event), loaded from another process by the same client
 //     as `realtime bench --mode publish`, which reports its answers/s,
 //     request latency and this server's CPU per event. This is the floor
-//     under publishes/s.
+//     under publishes/s. With -redis, the handler first appends the body
+//     to its workspace's Redis Stream (XADD, MAXLEN ~ 10000) and PUBLISHes
+//     it (-notify), the requests that arrive together sharing one pipelined
+//     round trip, and answers once Redis has replied; the CPU counted is
+//     this process's and Redis's. That is the floor under a durable publish
+//     on Redis: what net/http, go-redis and Redis charge for the least a
+//     log-backed publish must do, with nothing of realtime's.
+//
+// With -listen ADDR, publish mode serves its handler on ADDR until
+// interrupted instead of loading it, for another client (../shared/pubload,
+// with the pids it prints).
 //
 // Usage (the shapes of scenario (b) and of the long-poll case):
 //
 //	go run ./bench/floor -mode write -n 10000 -w 100 -rate 100 -duration 20s
 //	go run ./bench/floor -mode longpoll -n 5000
 //	go run ./bench/floor -mode publish -c 16 -w 100 -duration 10s   # -batch 50 for batches
+//	go run ./bench/floor -mode publish -redis redis://127.0.0.1:6379/0
 package main
 
 import (
@@ -37,6 +48,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +56,7 @@ import (
 	"time"
 
 	"github.com/realtime-dev/realtime/bench"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -56,6 +69,10 @@ func main() {
 	conns := flag.Int("c", 16, "keep-alive connections publishing as fast as they are answered (publish)")
 	batch := flag.Int("batch", 1, "events a request (publish)")
 	netHTTP := flag.Bool("net-http-client", false, "publish with net/http's client, as ../shared/pubload does (publish)")
+	redisURL := flag.String("redis", "", "append each event to a Redis Stream at this URL before answering (publish)")
+	notify := flag.Bool("notify", true, "with -redis, also PUBLISH each event, as a log that notifies other nodes must (publish)")
+	listen := flag.String("listen", "", "serve the handler on this address until interrupted, for another client (publish)")
+	pid := flag.String("pid", "", "internal: the server's pids, for the child's CPU figure")
 	role := flag.String("role", "", "internal: the child process's part")
 	addr := flag.String("addr", "", "internal: the parent's listener")
 	flag.Parse()
@@ -72,9 +89,10 @@ func main() {
 	var err error
 	switch {
 	case *role == "publishers":
-		err = publishers(*addr, *conns, *w, *batch, *size, *duration, *netHTTP)
+		err = publishers(*addr, *pid, *conns, *w, *batch, *size, *duration, *netHTTP)
 	case *mode == "publish":
-		err = publishFloor(*conns, *w, *batch, *size, *duration, *netHTTP)
+		err = publishFloor(pubFloor{conns: *conns, w: *w, batch: *batch, size: *size, duration: *duration,
+			netHTTP: *netHTTP, redisURL: *redisURL, notify: *notify, listen: *listen})
 	case *role == "readers":
 		err = readers(*addr, *n)
 	case *role == "pollers":
@@ -258,39 +276,179 @@ func pollers(addr string, n int) error {
 // event (pubload's floor answers the same).
 var floorEnvelope = `{"id":"hoooooooooo-1","type":"approval.created","workspaceId":"ws1","correlationId":"0123456789abcdef0123456789abcdef","timestamp":"2026-12-01T18:00:00.000000000Z","data":{"id":"a1","sl_seq":1,"pad":"` + strings.Repeat("x", 150) + `"}}`
 
+// pubFloor is publish mode's configuration.
+type pubFloor struct {
+	conns, w, batch, size int
+	duration              time.Duration
+	netHTTP               bool
+	redisURL              string // append to Redis first, when set
+	notify                bool   // and PUBLISH
+	listen                string // serve there, with no client of ours
+}
+
 // publishFloor serves a bare handler answering 201 and loads it from a
 // child process with `realtime bench --mode publish`'s client; the child
-// prints the report, with this process's CPU as the server's.
-func publishFloor(conns, w, batch, size int, duration time.Duration, netHTTP bool) error {
+// prints the report, with this process's CPU (and Redis's) as the
+// server's.
+func publishFloor(cfg pubFloor) error {
 	body := []byte(floorEnvelope + "\n")
-	if batch > 1 {
-		body = []byte(`{"events":[` + strings.TrimSuffix(strings.Repeat(floorEnvelope+",", batch), ",") + "]}\n")
+	if cfg.batch > 1 {
+		body = []byte(`{"events":[` + strings.TrimSuffix(strings.Repeat(floorEnvelope+",", cfg.batch), ",") + "]}\n")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	pids := strconv.Itoa(os.Getpid())
+	var app *appender
+	if cfg.redisURL != "" {
+		var err error
+		if app, err = newAppender(cfg.redisURL, cfg.notify); err != nil {
+			return err
+		}
+		defer app.close()
+		pids += "," + app.pid
+	}
+	addr := cfg.listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		if app != nil {
+			b, err := io.ReadAll(r.Body)
+			if err == nil {
+				err = app.append(workspaceOf(r.URL.Path), b)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		} else {
+			io.Copy(io.Discard, r.Body)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		w.Write(body)
 	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	cmd := exec.Command(os.Args[0], "-role", "publishers", "-addr", ln.Addr().String(), "-c", strconv.Itoa(conns),
-		"-w", strconv.Itoa(w), "-batch", strconv.Itoa(batch), "-size", strconv.Itoa(size), "-duration", duration.String(),
-		"-net-http-client="+strconv.FormatBool(netHTTP))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	// Shutdown waits for the handlers, so none appends after app.close.
+	defer srv.Shutdown(context.Background())
+	if cfg.listen != "" {
+		fmt.Printf("floor publish: serving on %s; server pids %s (pubload -pid %s)\n", ln.Addr(), pids, pids)
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+		select {
+		case <-stop:
+			return nil
+		case err := <-served:
+			return err
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-role", "publishers", "-addr", ln.Addr().String(), "-pid", pids, "-c", strconv.Itoa(cfg.conns),
+		"-w", strconv.Itoa(cfg.w), "-batch", strconv.Itoa(cfg.batch), "-size", strconv.Itoa(cfg.size), "-duration", cfg.duration.String(),
+		"-net-http-client="+strconv.FormatBool(cfg.netHTTP))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
 
+// workspaceOf returns the {workspaceID} of a publish path, or "ws".
+func workspaceOf(path string) string {
+	_, rest, ok := strings.Cut(path, "/workspaces/")
+	if ws, _, _ := strings.Cut(rest, "/"); ok && ws != "" {
+		return ws
+	}
+	return "ws"
+}
+
+// appender appends bodies to Redis Streams for the Redis floor. The
+// appends queued while a round trip is in flight go together in the next
+// one, one pipeline of XADDs (and PUBLISHes), as realtime's group commit
+// sends its scripts; each caller is answered once Redis replied.
+type appender struct {
+	rdb    *redis.Client
+	notify bool
+	pid    string // Redis's
+	reqs   chan *appendReq
+	done   chan struct{}
+}
+
+type appendReq struct {
+	ws   string
+	body []byte
+	err  chan error
+}
+
+func newAppender(url string, notify bool) (*appender, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(opt)
+	info, err := rdb.Info(context.Background(), "server").Result()
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s: %w", url, err)
+	}
+	_, pid, _ := strings.Cut(info, "process_id:")
+	pid, _, _ = strings.Cut(pid, "\r")
+	a := &appender{rdb: rdb, notify: notify, pid: strings.TrimSpace(pid), reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
+	go a.run()
+	return a, nil
+}
+
+func (a *appender) append(ws string, body []byte) error {
+	r := &appendReq{ws: ws, body: body, err: make(chan error, 1)}
+	a.reqs <- r
+	return <-r.err
+}
+
+// run sends every queued append in one pipeline, until close.
+func (a *appender) run() {
+	defer close(a.done)
+	ctx := context.Background()
+	batch := make([]*appendReq, 0, 256)
+	for first := range a.reqs {
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case r, ok := <-a.reqs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		pipe := a.rdb.Pipeline()
+		for _, r := range batch {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: "floor:{" + r.ws + "}:s", MaxLen: 10000, Approx: true, Values: []any{"b", r.body}})
+			if a.notify {
+				pipe.Publish(ctx, "floor:events", r.body)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		for _, r := range batch {
+			r.err <- err
+		}
+	}
+}
+
+// close stops run once the server has stopped sending appends.
+func (a *appender) close() {
+	close(a.reqs)
+	<-a.done
+	a.rdb.Close()
+}
+
 // publishers runs `realtime bench --mode publish` against the parent's
-// handler, measuring the parent's CPU.
-func publishers(addr string, conns, w, batch, size int, duration time.Duration, netHTTP bool) error {
+// handler, measuring the CPU of pid (the parent, and Redis with -redis).
+func publishers(addr, pid string, conns, w, batch, size int, duration time.Duration, netHTTP bool) error {
 	res, err := bench.Run(context.Background(), bench.Config{
 		Mode: "publish", Label: "floor", URLs: []string{"http://" + addr}, PubToken: "floor",
-		Conns: conns, Workspaces: w, Batch: batch, Size: size, Duration: duration, PID: strconv.Itoa(os.Getppid()),
+		Conns: conns, Workspaces: w, Batch: batch, Size: size, Duration: duration, PID: pid,
 		NetHTTP: netHTTP,
 	}, os.Stdout)
 	if err == nil && res.Events == 0 {

@@ -4,17 +4,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/realtime-dev/realtime/stream/redisstream/redistest"
 )
+
+// The tests run the tool as a child process, but the Redis test's client
+// is in this one.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The floor tool runs end to end in each mode, on a small scale (it
 // re-executes itself for its readers, so it runs as a built binary).
 // Its figures are reported, never judged: machines differ.
 func TestFloorRuns(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "floor")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := build(t)
 	for _, tc := range []struct {
 		args []string
 		want *regexp.Regexp
@@ -35,4 +41,42 @@ func TestFloorRuns(t *testing.T) {
 			t.Errorf("floor %v: %v\n%s\nwant a line matching %s", tc.args, err, out, tc.want)
 		}
 	}
+}
+
+// The Redis floor answers only what Redis stored: every answered publish
+// is one entry in its workspace's stream, and the CPU it reports is the
+// server's and Redis's.
+func TestFloorRedisAppendsWhatItAnswers(t *testing.T) {
+	bin := build(t)
+	rs := redistest.Start(t)
+	out, err := exec.CommandContext(t.Context(), bin, "-mode", "publish", "-redis", rs.URL(), "-c", "4", "-w", "3", "-duration", "500ms").CombinedOutput()
+	if err != nil {
+		t.Fatalf("floor: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(?m)^publish: (\d+) requests`).FindSubmatch(out)
+	if m == nil || !regexp.MustCompile(`(?m)^server: CPU [\d.]+s = [\d.]*[1-9][\d.]* µs per event`).Match(out) {
+		t.Fatalf("floor's report:\n%s", out)
+	}
+	answered, _ := strconv.Atoi(string(m[1]))
+	rdb := rs.Client()
+	stored := 0
+	for _, ws := range []string{"ws0", "ws1", "ws2"} {
+		n, err := rdb.XLen(t.Context(), "floor:{"+ws+"}:s").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored += int(n)
+	}
+	if answered == 0 || stored != answered {
+		t.Errorf("%d publishes answered, %d entries stored\n%s", answered, stored, out)
+	}
+}
+
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "floor")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }
