@@ -57,7 +57,7 @@ func handleStream(logger *slog.Logger, cfg Config, log stream.Log, conns *connLi
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache, no-store, no-transform")
 		h.Set("X-Accel-Buffering", "no")
-		out := newResponseWriter(w, cfg.WriteTimeout, r.ProtoMajor >= 2)
+		out := newResponseWriter(w, cfg.WriteTimeout)
 		if streams.Err() != nil {
 			out.Write(appendRetry(nil, shortRetry()))
 			return

@@ -11,15 +11,13 @@ import (
 // cannot pin the handler. It serves HTTP/2 and any stream that is not
 // hijacked; a hijacked stream writes through its sock.Socket instead.
 type responseWriter struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController // on the innermost writer: no unwrapping per call
-	timeout  time.Duration
-	http2    bool
-	deadline time.Time // the connection's write deadline (HTTP/1)
-	written  int64     // bytes written; only the stream's goroutine writes
+	w       http.ResponseWriter
+	rc      *http.ResponseController // on the innermost writer: no unwrapping per call
+	timeout time.Duration
+	written int64 // bytes written; only the stream's goroutine writes
 }
 
-func newResponseWriter(w http.ResponseWriter, timeout time.Duration, http2 bool) *responseWriter {
+func newResponseWriter(w http.ResponseWriter, timeout time.Duration) *responseWriter {
 	inner := w
 	for {
 		u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
@@ -28,23 +26,17 @@ func newResponseWriter(w http.ResponseWriter, timeout time.Duration, http2 bool)
 		}
 		inner = u.Unwrap()
 	}
-	return &responseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout, http2: http2}
+	return &responseWriter{w: w, rc: http.NewResponseController(inner), timeout: timeout}
 }
 
-// Write writes and flushes b. On HTTP/1 the write deadline is moved only
-// when less than half of it is left: every write still gets at least
-// timeout/2, and a busy stream does not pay a deadline update per event.
-// An expired deadline on an idle HTTP/1 connection is harmless, since the
-// next write sets a new one first. On HTTP/2 a deadline is a stream timer
-// that resets the stream even when idle, so it is set and cleared around
-// each write.
+// Write writes and flushes b, with the write deadline set for it and
+// cleared after it: an idle stream then has no timer armed (an armed one
+// costs the runtime a wake-up per idle connection when it expires, and on
+// HTTP/2 it resets the stream even when idle). Clients that stopped
+// reading are thus bounded by timeout on every write.
 func (s *responseWriter) Write(b []byte) error {
-	now := time.Now()
-	if s.http2 || s.deadline.Sub(now) < s.timeout/2 {
-		if err := s.rc.SetWriteDeadline(now.Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
-		}
-		s.deadline = now.Add(s.timeout)
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
 	}
 	n, err := s.w.Write(b)
 	s.written += int64(n)
@@ -54,10 +46,8 @@ func (s *responseWriter) Write(b []byte) error {
 	if err := s.rc.Flush(); err != nil {
 		return err
 	}
-	if s.http2 {
-		if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
-		}
+	if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
 	}
 	return nil
 }
