@@ -260,3 +260,49 @@ func TestReadsOfUnusedWorkspacesExpire(t *testing.T) {
 		t.Fatalf("the event after the pre-append head: %v %v", p.Events, err)
 	}
 }
+
+// A workspace whose stream is gone while its meta hash survives (a key
+// evicted or deleted by hand) has lost its history: the next append starts
+// a new epoch at seq 1, and a cursor of the old epoch cannot continue,
+// whichever script meets the loss first.
+func TestAppendAfterLostStreamStartsAnEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	for _, first := range []string{"append", "read"} {
+		t.Run(first, func(t *testing.T) {
+			l := open(t, srv, 100)
+			ctx := t.Context()
+			var old *stream.Event
+			for i := range 3 {
+				e, err := l.Append(ctx, &stream.Event{WorkspaceID: "ws1", Type: "approval.created", Data: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				old = e
+			}
+			if err := rdb.Del(ctx, l.Prefix()+":{ws1}:s").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if first == "read" {
+				if head, err := l.Head(ctx, "ws1"); err != nil || head.Epoch == old.ID.Epoch {
+					t.Fatalf("head after the stream was lost = %v, %v; want a new epoch", head, err)
+				}
+			}
+			e, err := l.Append(ctx, &stream.Event{WorkspaceID: "ws1", Type: "approval.created", Data: []byte(`{"i":3}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.ID.Epoch == old.ID.Epoch || e.ID.Seq != 1 {
+				t.Fatalf("append after the stream was lost got %v; want seq 1 of an epoch other than %v", e.ID, old.ID)
+			}
+			page, err := l.Read(ctx, "ws1", stream.ID{}, 10)
+			if err != nil || len(page.Events) != 1 || page.Events[0].ID != e.ID || page.Head != e.ID {
+				t.Fatalf("read after = %+v, %v; want just %v", page, err, e.ID)
+			}
+			next, err := l.Append(ctx, &stream.Event{WorkspaceID: "ws1", Type: "approval.created", Data: []byte(`{"i":4}`)})
+			if err != nil || next.ID != e.ID.Next() {
+				t.Fatalf("the append after that got %v, %v; want %v", next.ID, err, e.ID.Next())
+			}
+		})
+	}
+}
