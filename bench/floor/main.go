@@ -331,6 +331,7 @@ func publishFloor(cfg pubFloor) error {
 		w.Write(body)
 	})}
 	served := make(chan error, 1)
+	// Serve returns when the deferred Shutdown closes the listener.
 	go func() { served <- srv.Serve(ln) }()
 	// Shutdown waits for the handlers, so none appends after app.close.
 	defer srv.Shutdown(context.Background())
@@ -338,6 +339,7 @@ func publishFloor(cfg pubFloor) error {
 		fmt.Printf("floor publish: serving on %s; server pids %s (pubload -pid %s)\n", ln.Addr(), pids, pids)
 		stop := make(chan os.Signal, 1)
 		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(stop)
 		select {
 		case <-stop:
 			return nil
@@ -390,9 +392,16 @@ func newAppender(url string, notify bool) (*appender, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("redis at %s: %w", url, err)
 	}
+	// Redis's CPU is read from /proc: it must be a local redis-server.
 	_, pid, _ := strings.Cut(info, "process_id:")
 	pid, _, _ = strings.Cut(pid, "\r")
-	a := &appender{rdb: rdb, notify: notify, pid: strings.TrimSpace(pid), reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
+	pid = strings.TrimSpace(pid)
+	if comm, err := os.ReadFile("/proc/" + pid + "/comm"); err != nil || strings.TrimSpace(string(comm)) != "redis-server" {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s is not a local redis-server (process_id %q), so its CPU cannot be counted", url, pid)
+	}
+	a := &appender{rdb: rdb, notify: notify, pid: pid, reqs: make(chan *appendReq, 1024), done: make(chan struct{})}
+	// run returns when close closes reqs; close waits for it.
 	go a.run()
 	return a, nil
 }
@@ -423,15 +432,18 @@ func (a *appender) run() {
 			}
 		}
 		pipe := a.rdb.Pipeline()
-		for _, r := range batch {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: "floor:{" + r.ws + "}:s", MaxLen: 10000, Approx: true, Values: []any{"b", r.body}})
+		adds := make([]*redis.StringCmd, len(batch))
+		for i, r := range batch {
+			adds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: "floor:{" + r.ws + "}:s", MaxLen: 10000, Approx: true, Values: []any{"b", r.body}})
 			if a.notify {
 				pipe.Publish(ctx, "floor:events", r.body)
 			}
 		}
-		_, err := pipe.Exec(ctx)
-		for _, r := range batch {
-			r.err <- err
+		// Each command's error is read from it: a request is answered
+		// by whether its own XADD was stored.
+		_, _ = pipe.Exec(ctx)
+		for i, r := range batch {
+			r.err <- adds[i].Err()
 		}
 	}
 }

@@ -174,12 +174,15 @@ func (s *Socket) Close() error {
 // (entersyscall and exitsyscall, and sysmon's watch over a thread inside
 // one): a write to a non-blocking socket never blocks, which is what
 // RawSyscall is for. unix.Write, which has that bookkeeping, cost a
-// 5,000-stream fan-out 8 % more of the server's CPU per delivery than this
-// (sseload (c) on Redis, 15 interleaved runs each: 21.7 against 20.1 CPU-s
-// per million deliveries, the build before this package 20.1), though a
-// microbenchmark of one write apiece sees no difference. unsafe is only
-// the buffer's address for the call; which descriptor it writes to is
-// WriteNow's lock's business, not this function's.
+// 5,000-stream fan-out 7 % more of the server's CPU per delivery than this
+// (sseload (c) on Redis, 25 interleaved runs each: 21.0 against 19.6 CPU-s
+// per million deliveries, the build before this package also 19.6),
+// though a microbenchmark of one write apiece sees no difference. unsafe
+// only passes the buffer's address to the call (which keeps the buffer
+// alive for it); which descriptor is written is WriteNow's lock's
+// business, not this function's. The race detector does not see the
+// kernel read the buffer, as it would through unix.Write: frames are
+// immutable once rendered.
 func rawWrite(fd int, b []byte) (int, error) {
 	for {
 		r, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))

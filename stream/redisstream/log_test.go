@@ -2,6 +2,7 @@ package redisstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -294,6 +295,9 @@ func TestAppendAfterLostStreamStartsAnEpoch(t *testing.T) {
 			}
 			if e.ID.Epoch == old.ID.Epoch || e.ID.Seq != 1 {
 				t.Fatalf("append after the stream was lost got %v; want seq 1 of an epoch other than %v", e.ID, old.ID)
+			}
+			if _, err := l.Read(ctx, "ws1", old.ID, 10); !errors.Is(err, stream.ErrCursorExpired) {
+				t.Fatalf("read after the old epoch's last id: %v; want ErrCursorExpired", err)
 			}
 			page, err := l.Read(ctx, "ws1", stream.ID{}, 10)
 			if err != nil || len(page.Events) != 1 || page.Events[0].ID != e.ID || page.Head != e.ID {
