@@ -119,6 +119,15 @@ func (m *Memory) OpenConn(ctx context.Context, ws, user, conn string, ttl time.D
 	return cur, changed, nil
 }
 
+// OpenConns records each of conns, in order, as OpenConn does.
+func (m *Memory) OpenConns(ctx context.Context, conns []ConnRef, ttl time.Duration) []Opened {
+	out := make([]Opened, len(conns))
+	for i, c := range conns {
+		out[i].Presence, out[i].Changed, out[i].Err = m.OpenConn(ctx, c.Workspace, c.User, c.Conn, ttl)
+	}
+	return out
+}
+
 // RefreshConns extends the life of the recorded ones of conns.
 func (m *Memory) RefreshConns(ctx context.Context, conns []ConnRef, ttl time.Duration) error {
 	m.mu.Lock()

@@ -33,6 +33,11 @@ type PresenceStore interface {
 	// OpenConn records a live connection conn of user, valid for ttl
 	// unless refreshed, and returns the effective presence.
 	OpenConn(ctx context.Context, ws, user, conn string, ttl time.Duration) (Presence, bool, error)
+	// OpenConns records each of conns as OpenConn does, in order, all
+	// valid for ttl: a node's round of joins in one call, which Redis
+	// serves as pipelines rather than a round trip per connection. Each
+	// result is its connection's, with its own error.
+	OpenConns(ctx context.Context, conns []ConnRef, ttl time.Duration) []Opened
 	// RefreshConns extends the life of each of conns to ttl from now, if
 	// it is recorded (it records none): a node's refresh round in one
 	// call, which Redis serves as a pipeline rather than a round trip per
@@ -59,5 +64,13 @@ type PresenceStore interface {
 
 // ConnRef names a connection record: user's connection conn in workspace.
 type ConnRef struct{ Workspace, User, Conn string }
+
+// Opened is what OpenConns reports for one connection: its user's
+// effective presence, and whether it changed, as OpenConn returns them.
+type Opened struct {
+	Presence Presence
+	Changed  bool
+	Err      error
+}
 
 var _ PresenceStore = (*Memory)(nil)

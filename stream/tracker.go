@@ -257,7 +257,7 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 			return
 		}
 		op, cancel := roundContext(ctx, len(jobs))
-		for i, j := range jobs {
+		for i := 0; i < len(jobs); {
 			if ctx.Err() != nil {
 				// Stopping: give the rest back, for Close's last round.
 				t.mu.Lock()
@@ -266,19 +266,33 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 				cancel()
 				return
 			}
-			ws, user := j.m.key.ws, j.m.key.user
-			if j.open {
-				if cur, changed, err := t.store.OpenConn(op, ws, user, j.m.conn, t.cfg.ConnTTL); err != nil {
-					t.cfg.Logger.WarnContext(op, "presence not recorded", "workspace", ws, "err", err)
-				} else if changed {
-					t.changed(ws, cur)
-				}
-			} else {
-				if err := t.store.CloseConn(op, ws, user, j.m.conn); err != nil {
+			if !jobs[i].open {
+				ws, user := jobs[i].m.key.ws, jobs[i].m.key.user
+				if err := t.store.CloseConn(op, ws, user, jobs[i].m.conn); err != nil {
 					t.cfg.Logger.DebugContext(op, "presence not closed", "workspace", ws, "err", err)
 				}
 				t.schedule(dueKey{kind: dueGrace, ws: ws, a: user}, "", time.Now().Add(t.cfg.Grace))
+				i++
+				continue
 			}
+			// The joins up to the next close go to the store in one call,
+			// in their order.
+			k := i
+			for k < len(jobs) && jobs[k].open {
+				k++
+			}
+			refs := make([]ConnRef, k-i)
+			for n, j := range jobs[i:k] {
+				refs[n] = ConnRef{Workspace: j.m.key.ws, User: j.m.key.user, Conn: j.m.conn}
+			}
+			for n, o := range t.store.OpenConns(op, refs, t.cfg.ConnTTL) {
+				if o.Err != nil {
+					t.cfg.Logger.WarnContext(op, "presence not recorded", "workspace", refs[n].Workspace, "err", o.Err)
+				} else if o.Changed {
+					t.changed(refs[n].Workspace, o.Presence)
+				}
+			}
+			i = k
 		}
 		cancel()
 	}

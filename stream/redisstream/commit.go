@@ -138,31 +138,46 @@ func (g *groupCommit) send(batch []*commitReq) {
 		r.res, r.err = g.script.Run(ctx, g.rdb, r.keys, r.args...).Slice()
 		return
 	}
-	cmds := g.pipeline(ctx, batch, true)
-	var again []*commitReq
+	cmds := runPipelined(ctx, g.rdb, g.script, len(batch), func(i int) ([]string, []any) { return batch[i].keys, batch[i].args })
 	for i, r := range batch {
-		if noScript(cmds[i].Err()) {
-			again = append(again, r)
-			continue
-		}
 		r.res, r.err = cmds[i].Slice()
-	}
-	if len(again) > 0 {
-		cmds = g.pipeline(ctx, again, false)
-		for i, r := range again {
-			r.res, r.err = cmds[i].Slice()
-		}
 	}
 }
 
-func (g *groupCommit) pipeline(ctx context.Context, batch []*commitReq, sha bool) []*redis.Cmd {
-	pipe := g.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(batch))
-	for i, r := range batch {
+// runPipelined runs script n times, call i with the keys and args call(i)
+// returns, as one pipeline of EVALSHA; the calls Redis did not run because
+// it did not know the script (after a restart or SCRIPT FLUSH) are sent
+// again with the script's body. Redis runs a node's calls in their order,
+// and a node that did not know the script ran none of them (short of a
+// SCRIPT FLUSH in the middle of the pipeline), so the calls of one
+// workspace (one slot, one node) keep their order either way.
+// The replies are in call order, each with its own error.
+func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, n int, call func(i int) ([]string, []any)) []*redis.Cmd {
+	cmds := pipelineScript(ctx, rdb, script, n, call, true)
+	var again []int
+	for i, c := range cmds {
+		if noScript(c.Err()) {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		redo := pipelineScript(ctx, rdb, script, len(again), func(j int) ([]string, []any) { return call(again[j]) }, false)
+		for j, i := range again {
+			cmds[i] = redo[j]
+		}
+	}
+	return cmds
+}
+
+func pipelineScript(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, n int, call func(i int) ([]string, []any), sha bool) []*redis.Cmd {
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.Cmd, n)
+	for i := range n {
+		keys, args := call(i)
 		if sha {
-			cmds[i] = g.script.EvalSha(ctx, pipe, r.keys, r.args...)
+			cmds[i] = script.EvalSha(ctx, pipe, keys, args...)
 		} else {
-			cmds[i] = g.script.Eval(ctx, pipe, r.keys, r.args...)
+			cmds[i] = script.Eval(ctx, pipe, keys, args...)
 		}
 	}
 	// Each command's error is read from it.

@@ -135,6 +135,27 @@ func (l *Log) OpenConn(ctx context.Context, ws, user, conn string, ttl time.Dura
 	return presenceReply(ws, user, res, err)
 }
 
+// OpenConns records each of conns, in order, as OpenConn does: pipelines
+// of refreshChunk script calls (on a cluster go-redis sends each node its
+// share, in order), so that a connect burst of thousands of streams costs
+// a few round trips, not one per connection.
+func (l *Log) OpenConns(ctx context.Context, conns []stream.ConnRef, ttl time.Duration) []stream.Opened {
+	out := make([]stream.Opened, len(conns))
+	for start := 0; start < len(conns); start += refreshChunk {
+		chunk := conns[start:min(len(conns), start+refreshChunk)]
+		cmds := runPipelined(ctx, l.rdb, openConnScript, len(chunk), func(i int) ([]string, []any) {
+			c := chunk[i]
+			return l.presenceKeys(c.Workspace, c.User), []any{c.User, c.Conn, ttl.Milliseconds(), presenceTTL.Milliseconds()}
+		})
+		for i, cmd := range cmds {
+			res, err := cmd.Slice()
+			o := &out[start+i]
+			o.Presence, o.Changed, o.Err = presenceReply(chunk[i].Workspace, chunk[i].User, res, err)
+		}
+	}
+	return out
+}
+
 // RefreshConns extends the life of the connections still recorded: one
 // ZADD XX each, pipelined (on a cluster go-redis sends each node its
 // share), so that a node's round over thousands of connections costs a

@@ -1099,6 +1099,33 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 	if got := list("other"); got != "" {
 		t.Fatalf("another workspace lists %s", got)
 	}
+	// A round of joins in one call reports each as OpenConn would, in
+	// order: a user's first stream changes them, a second does not. The
+	// 600 joins of wd are more than one of Redis's pipelines.
+	refs := []stream.ConnRef{{Workspace: "wb", User: "fay", Conn: "c1"}, {Workspace: "wb", User: "gus", Conn: "c1"},
+		{Workspace: "wb", User: "fay", Conn: "c2"}, {Workspace: "wc", User: "fay", Conn: "c3"}}
+	for i := range 600 {
+		refs = append(refs, stream.ConnRef{Workspace: "wd", User: fmt.Sprintf("u%03d", i), Conn: "c"})
+	}
+	for round, store := range []stream.PresenceStore{a, b} {
+		opened := store.OpenConns(ctx, refs, time.Minute)
+		if len(opened) != len(refs) {
+			t.Fatalf("OpenConns of %d returned %d results", len(refs), len(opened))
+		}
+		for i, o := range opened {
+			// The second round, on the other node, only repeats the joins.
+			wantChanged := round == 0 && i != 2
+			if o.Err != nil || o.Presence.UserID != refs[i].User || o.Presence.Status != "online" || o.Changed != wantChanged {
+				t.Fatalf("round %d, join %d (%+v): %+v; want %s online, changed=%v", round, i, refs[i], o, refs[i].User, wantChanged)
+			}
+		}
+	}
+	if got := list("wb"); got != "fay=online,gus=online" {
+		t.Fatalf("after OpenConns, list = %s", got)
+	}
+	if ps, err := b.ListPresence(ctx, "wd"); err != nil || len(ps) != 600 {
+		t.Fatalf("after OpenConns, wd lists %d, %v; want 600", len(ps), err)
+	}
 	// A refresh extends what is recorded and records nothing else.
 	if err := a.RefreshConns(ctx, []stream.ConnRef{{Workspace: "ws", User: "bob", Conn: "c1"}, {Workspace: "ws", User: "dave", Conn: "c9"}, {Workspace: "none", User: "erin", Conn: "c8"}}, time.Minute); err != nil {
 		t.Fatal(err)
