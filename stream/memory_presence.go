@@ -158,6 +158,18 @@ func (m *Memory) CloseConn(ctx context.Context, ws, user, conn string) error {
 	return ctx.Err()
 }
 
+// CloseConns forgets each of conns, as CloseConn does.
+func (m *Memory) CloseConns(ctx context.Context, conns []ConnRef) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range conns {
+		if p := m.existingPresence(c.Workspace); p != nil {
+			delete(p.conns[c.User], c.Conn)
+		}
+	}
+	return ctx.Err()
+}
+
 // SettlePresence recomputes user's status and reports a change.
 func (m *Memory) SettlePresence(ctx context.Context, ws, user string) (Presence, bool, error) {
 	if err := ctx.Err(); err != nil {

@@ -46,6 +46,10 @@ type PresenceStore interface {
 	// CloseConn forgets conn. It does not settle: the caller does after a
 	// grace, so that a reconnect does not flap.
 	CloseConn(ctx context.Context, ws, user, conn string) error
+	// CloseConns forgets each of conns, as CloseConn does: a round of
+	// departures in one call (pipelined on Redis). It returns the first
+	// error, having tried them all.
+	CloseConns(ctx context.Context, conns []ConnRef) error
 	// SettlePresence recomputes user's status and reports a change.
 	SettlePresence(ctx context.Context, ws, user string) (Presence, bool, error)
 	// ListPresence returns who is present in ws now (never offline), by

@@ -266,24 +266,27 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 				cancel()
 				return
 			}
-			if !jobs[i].open {
-				ws, user := jobs[i].m.key.ws, jobs[i].m.key.user
-				if err := t.store.CloseConn(op, ws, user, jobs[i].m.conn); err != nil {
-					t.cfg.Logger.DebugContext(op, "presence not closed", "workspace", ws, "err", err)
-				}
-				t.schedule(dueKey{kind: dueGrace, ws: ws, a: user}, "", time.Now().Add(t.cfg.Grace))
-				i++
-				continue
-			}
-			// The joins up to the next close go to the store in one call,
-			// in their order.
-			k := i
-			for k < len(jobs) && jobs[k].open {
+			// The joins up to the next departure (or the departures up to
+			// the next join) go to the store in one call, in their order.
+			open, k := jobs[i].open, i
+			for k < len(jobs) && jobs[k].open == open {
 				k++
 			}
 			refs := make([]ConnRef, k-i)
 			for n, j := range jobs[i:k] {
 				refs[n] = ConnRef{Workspace: j.m.key.ws, User: j.m.key.user, Conn: j.m.conn}
+			}
+			i = k
+			if !open {
+				if err := t.store.CloseConns(op, refs); err != nil {
+					t.cfg.Logger.DebugContext(op, "presence not closed", "connections", len(refs), "err", err)
+				}
+				// Settled after the grace, so that a reconnect does not flap.
+				grace := time.Now().Add(t.cfg.Grace)
+				for _, r := range refs {
+					t.schedule(dueKey{kind: dueGrace, ws: r.Workspace, a: r.User}, "", grace)
+				}
+				continue
 			}
 			for n, o := range t.store.OpenConns(op, refs, t.cfg.ConnTTL) {
 				if o.Err != nil {
@@ -292,7 +295,6 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 					t.changed(refs[n].Workspace, o.Presence)
 				}
 			}
-			i = k
 		}
 		cancel()
 	}

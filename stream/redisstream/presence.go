@@ -190,6 +190,26 @@ func (l *Log) CloseConn(ctx context.Context, ws, user, conn string) error {
 	return nil
 }
 
+// CloseConns forgets each of conns: one ZREM each, pipelined in
+// refreshChunks, as RefreshConns sends its ZADDs.
+func (l *Log) CloseConns(ctx context.Context, conns []stream.ConnRef) error {
+	var first error
+	for len(conns) > 0 {
+		chunk := conns[:min(len(conns), refreshChunk)]
+		conns = conns[len(chunk):]
+		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range chunk {
+				p.ZRem(ctx, l.connsKey(c.Workspace, c.User), c.Conn)
+			}
+			return nil
+		})
+		if err != nil && first == nil {
+			first = unavailable("close presence", err)
+		}
+	}
+	return first
+}
+
 // SettlePresence recomputes user's status and reports a change.
 func (l *Log) SettlePresence(ctx context.Context, ws, user string) (stream.Presence, bool, error) {
 	res, err := settleScript.Run(ctx, l.rdb, l.presenceKeys(ws, user), user, presenceTTL.Milliseconds()).Slice()

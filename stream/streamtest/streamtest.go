@@ -1126,6 +1126,21 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 	if ps, err := b.ListPresence(ctx, "wd"); err != nil || len(ps) != 600 {
 		t.Fatalf("after OpenConns, wd lists %d, %v; want 600", len(ps), err)
 	}
+	// And a round of departures: fay closes one of her two streams in wb
+	// and stays, gus and the 600 close their only one and go once settled.
+	gone := append([]stream.ConnRef{refs[0], refs[1]}, refs[4:]...)
+	if err := b.CloseConns(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range gone {
+		p, c, err := a.SettlePresence(ctx, r.Workspace, r.User)
+		if want := map[bool]string{true: "online", false: "offline"}[r.User == "fay"]; err != nil || p.Status != want || c != (want == "offline") {
+			t.Fatalf("%+v closed and settled: %+v changed=%v err=%v; want %s", r, p, c, err, want)
+		}
+	}
+	if ps, err := b.ListPresence(ctx, "wd"); err != nil || len(ps) != 0 {
+		t.Fatalf("after CloseConns, wd lists %d, %v; want none", len(ps), err)
+	}
 	// A refresh extends what is recorded and records nothing else.
 	if err := a.RefreshConns(ctx, []stream.ConnRef{{Workspace: "ws", User: "bob", Conn: "c1"}, {Workspace: "ws", User: "dave", Conn: "c9"}, {Workspace: "none", User: "erin", Conn: "c8"}}, time.Minute); err != nil {
 		t.Fatal(err)
