@@ -33,10 +33,13 @@ type PresenceStore interface {
 	// OpenConn records a live connection conn of user, valid for ttl
 	// unless refreshed, and returns the effective presence.
 	OpenConn(ctx context.Context, ws, user, conn string, ttl time.Duration) (Presence, bool, error)
-	// OpenConns records each of conns as OpenConn does, in order, all
-	// valid for ttl: a node's round of joins in one call, which Redis
-	// serves as pipelines rather than a round trip per connection. Each
-	// result is its connection's, with its own error.
+	// OpenConns records each of conns as OpenConn does, all valid for
+	// ttl: a node's round of joins in one call, which Redis serves as
+	// pipelines rather than a round trip per connection. Each result is
+	// its connection's, with its own error. The calls of different users
+	// are independent; two of one user's connections in one call are
+	// recorded in order except across a Redis restart (see runPipelined),
+	// so a caller that needs their order makes them in separate calls.
 	OpenConns(ctx context.Context, conns []ConnRef, ttl time.Duration) []Opened
 	// RefreshConns extends the life of each of conns to ttl from now, if
 	// it is recorded (it records none): a node's refresh round in one

@@ -256,7 +256,10 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 		if len(jobs) == 0 {
 			return
 		}
-		op, cancel := roundContext(ctx, len(jobs))
+		// A run's call, once started, is not cut short by ctx (it would
+		// drop the rest of a pipelined run, thousands of records left
+		// to their ttl at shutdown); between runs, ctx stops the round.
+		op, cancel := roundContext(context.WithoutCancel(ctx), len(jobs))
 		for i := 0; i < len(jobs); {
 			if ctx.Err() != nil {
 				// Stopping: give the rest back, for Close's last round.
@@ -268,6 +271,9 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 			}
 			// The joins up to the next departure (or the departures up to
 			// the next join) go to the store in one call, in their order.
+			// A run holds at most one job per member key (a user's join and
+			// departure on this node alternate), which is all the order
+			// OpenConns needs to keep.
 			open, k := jobs[i].open, i
 			for k < len(jobs) && jobs[k].open == open {
 				k++
@@ -288,12 +294,19 @@ func (t *PresenceTracker) runJobs(ctx context.Context) {
 				}
 				continue
 			}
+			failed, first := 0, error(nil)
 			for n, o := range t.store.OpenConns(op, refs, t.cfg.ConnTTL) {
 				if o.Err != nil {
-					t.cfg.Logger.WarnContext(op, "presence not recorded", "workspace", refs[n].Workspace, "err", o.Err)
+					if failed++; first == nil {
+						first = o.Err
+					}
 				} else if o.Changed {
 					t.changed(refs[n].Workspace, o.Presence)
 				}
+			}
+			if failed > 0 {
+				// One line per run, not one per connection of a burst.
+				t.cfg.Logger.WarnContext(op, "presence not recorded", "connections", failed, "of", len(refs), "err", first)
 			}
 		}
 		cancel()

@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -265,6 +266,57 @@ func TestPresenceTrackerCloseRunsQueuedCloses(t *testing.T) {
 		}
 		if !slices.Equal(got, []string{"dave"}) {
 			t.Fatalf("present after Close: %v; want only dave (erin's stream ended)", got)
+		}
+	})
+}
+
+// slowCloses is a store whose CloseConns waits for release and then, as a
+// pipelined Redis call does, sends nothing once its context has ended.
+type slowCloses struct {
+	*stream.Memory
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowCloses) CloseConns(ctx context.Context, conns []stream.ConnRef) error {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-s.release
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Memory.CloseConns(ctx, conns)
+}
+
+// Close during a round of departures lets the round's call finish: a burst
+// of departures cut short at shutdown would leave its records to their ttl.
+func TestPresenceTrackerCloseFinishesARoundInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := stream.NewMemory(stream.MemoryConfig{})
+		defer l.Close()
+		store := &slowCloses{Memory: l, started: make(chan struct{}, 1), release: make(chan struct{})}
+		tr := stream.NewPresenceTracker(store, l, stream.PresenceConfig{})
+		var ms []*stream.Member
+		for i := range 100 {
+			ms = append(ms, tr.Join("ws1", fmt.Sprintf("u%02d", i)))
+		}
+		synctest.Wait() // all recorded
+		for _, m := range ms {
+			m.Leave()
+		}
+		<-store.started // a round of departures is in its store call
+		closed := make(chan struct{})
+		go func() {
+			tr.Close()
+			close(closed)
+		}()
+		synctest.Wait() // Close has cancelled the tracker and waits for it
+		close(store.release)
+		<-closed
+		if ps, _ := l.ListPresence(t.Context(), "ws1"); len(ps) != 0 {
+			t.Fatalf("%d users present after Close, the first %+v; want none (every stream ended)", len(ps), ps[0])
 		}
 	})
 }

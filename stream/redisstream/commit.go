@@ -147,10 +147,12 @@ func (g *groupCommit) send(batch []*commitReq) {
 // runPipelined runs script n times, call i with the keys and args call(i)
 // returns, as one pipeline of EVALSHA; the calls Redis did not run because
 // it did not know the script (after a restart or SCRIPT FLUSH) are sent
-// again with the script's body. Redis runs a node's calls in their order,
-// and a node that did not know the script ran none of them (short of a
-// SCRIPT FLUSH in the middle of the pipeline), so the calls of one
-// workspace (one slot, one node) keep their order either way.
+// again with the script's body. Redis runs a node's calls in their order;
+// those sent again run after the rest, which reorders them only when the
+// script became known in the middle of the pipeline (another client
+// loaded it after a restart). The group commit's appends are concurrent
+// callers', in no order among themselves; the tracker's joins are one per
+// user.
 // The replies are in call order, each with its own error.
 func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, n int, call func(i int) ([]string, []any)) []*redis.Cmd {
 	cmds := pipelineScript(ctx, rdb, script, n, call, true)

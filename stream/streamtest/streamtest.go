@@ -1099,14 +1099,16 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 	if got := list("other"); got != "" {
 		t.Fatalf("another workspace lists %s", got)
 	}
-	// A round of joins in one call reports each as OpenConn would, in
-	// order: a user's first stream changes them, a second does not. The
-	// 600 joins of wd are more than one of Redis's pipelines.
+	// A round of joins in one call reports each as OpenConn would: a
+	// user's first stream changes them, a second does not (fay has two in
+	// wb). The 600 joins of wd are more than one of Redis's pipelines, and
+	// u000's second stream, in the last, comes after its first.
 	refs := []stream.ConnRef{{Workspace: "wb", User: "fay", Conn: "c1"}, {Workspace: "wb", User: "gus", Conn: "c1"},
 		{Workspace: "wb", User: "fay", Conn: "c2"}, {Workspace: "wc", User: "fay", Conn: "c3"}}
 	for i := range 600 {
 		refs = append(refs, stream.ConnRef{Workspace: "wd", User: fmt.Sprintf("u%03d", i), Conn: "c"})
 	}
+	refs = append(refs, stream.ConnRef{Workspace: "wd", User: "u000", Conn: "c2"})
 	for round, store := range []stream.PresenceStore{a, b} {
 		opened := store.OpenConns(ctx, refs, time.Minute)
 		if len(opened) != len(refs) {
@@ -1114,10 +1116,16 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 		}
 		for i, o := range opened {
 			// The second round, on the other node, only repeats the joins.
-			wantChanged := round == 0 && i != 2
+			wantChanged := round == 0 && i != len(refs)-1
+			if i == 0 || i == 2 {
+				wantChanged = o.Changed // checked together below
+			}
 			if o.Err != nil || o.Presence.UserID != refs[i].User || o.Presence.Status != "online" || o.Changed != wantChanged {
 				t.Fatalf("round %d, join %d (%+v): %+v; want %s online, changed=%v", round, i, refs[i], o, refs[i].User, wantChanged)
 			}
+		}
+		if changes := btoi(opened[0].Changed) + btoi(opened[2].Changed); changes != 1-round {
+			t.Fatalf("round %d: fay's two joins in wb made %d changes; want %d", round, changes, 1-round)
 		}
 	}
 	if got := list("wb"); got != "fay=online,gus=online" {
@@ -1128,11 +1136,17 @@ func RunPresence(t *testing.T, a, b stream.PresenceStore) {
 	}
 	// And a round of departures: fay closes one of her two streams in wb
 	// and stays, gus and the 600 close their only one and go once settled.
-	gone := append([]stream.ConnRef{refs[0], refs[1]}, refs[4:]...)
+	gone := append([]stream.ConnRef{refs[0], refs[1]}, refs[4:]...) // u000's two among them
 	if err := b.CloseConns(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
+	settled := map[stream.ConnRef]bool{}
 	for _, r := range gone {
+		user := stream.ConnRef{Workspace: r.Workspace, User: r.User}
+		if settled[user] {
+			continue // u000 had two
+		}
+		settled[user] = true
 		p, c, err := a.SettlePresence(ctx, r.Workspace, r.User)
 		if want := map[bool]string{true: "online", false: "offline"}[r.User == "fay"]; err != nil || p.Status != want || c != (want == "offline") {
 			t.Fatalf("%+v closed and settled: %+v changed=%v err=%v; want %s", r, p, c, err, want)
@@ -1270,4 +1284,11 @@ func RunTickets(t *testing.T, a, b stream.TicketStore) {
 	if n := wins.Load(); n != 1 {
 		t.Fatalf("%d of 16 concurrent redeemers got the ticket; want 1", n)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
