@@ -150,12 +150,7 @@ func (m *Memory) RefreshConns(ctx context.Context, conns []ConnRef, ttl time.Dur
 // CloseConn forgets a connection. It does not settle: the caller does,
 // after a grace period, so that a reconnect does not flap.
 func (m *Memory) CloseConn(ctx context.Context, ws, user, conn string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if p := m.existingPresence(ws); p != nil {
-		delete(p.conns[user], conn)
-	}
-	return ctx.Err()
+	return m.CloseConns(ctx, []ConnRef{{Workspace: ws, User: user, Conn: conn}})
 }
 
 // CloseConns forgets each of conns, as CloseConn does.

@@ -417,6 +417,7 @@ func (a *appender) run() {
 	defer close(a.done)
 	ctx := context.Background()
 	batch := make([]*appendReq, 0, 256)
+	adds := make([]*redis.StringCmd, 0, cap(batch))
 	for first := range a.reqs {
 		batch = append(batch[:0], first)
 	more:
@@ -432,9 +433,9 @@ func (a *appender) run() {
 			}
 		}
 		pipe := a.rdb.Pipeline()
-		adds := make([]*redis.StringCmd, len(batch))
-		for i, r := range batch {
-			adds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: "floor:{" + r.ws + "}:s", MaxLen: 10000, Approx: true, Values: []any{"b", r.body}})
+		adds = adds[:0]
+		for _, r := range batch {
+			adds = append(adds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: "floor:{" + r.ws + "}:s", MaxLen: 10000, Approx: true, Values: []any{"b", r.body}}))
 			if a.notify {
 				pipe.Publish(ctx, "floor:events", r.body)
 			}

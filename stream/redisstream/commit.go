@@ -123,11 +123,8 @@ func (g *groupCommit) lead() {
 	}
 }
 
-// send runs batch as one pipeline. The scripts' replies come back in
-// order, each with its own error. Those Redis did not run because it did
-// not know the script (after a restart or SCRIPT FLUSH) are sent again
-// with the script's body; they were concurrent with the rest of the batch,
-// so no caller's order depends on where they land.
+// send runs batch as one pipeline (runPipelined), each append answered
+// with its own reply or error.
 func (g *groupCommit) send(batch []*commitReq) {
 	// The appends are the callers' and outlive none of them, but one
 	// caller's cancellation must not fail the others': the client's own
@@ -152,8 +149,7 @@ func (g *groupCommit) send(batch []*commitReq) {
 // script became known in the middle of the pipeline (another client
 // loaded it after a restart). The group commit's appends are concurrent
 // callers', in no order among themselves; the tracker's joins are one per
-// user.
-// The replies are in call order, each with its own error.
+// user. The replies are in call order, each with its own error.
 func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, n int, call func(i int) ([]string, []any)) []*redis.Cmd {
 	cmds := pipelineScript(ctx, rdb, script, n, call, true)
 	var again []int
