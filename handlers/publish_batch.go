@@ -61,6 +61,13 @@ func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limi
 		var bad *realtime.EventError
 		for i, item := range items {
 			ptr := "/events/" + strconv.Itoa(i)
+			if int64(len(item)) > cfg.MaxBody {
+				// What a single publish may carry: the log, its readers
+				// and their clients size for it.
+				bad = addProblems(bad, &realtime.EventError{Code: "invalid_event", Detail: "an event is larger than a single publish may be",
+					Problems: map[string]string{"/": fmt.Sprintf("over %d bytes, the limit of one event", cfg.MaxBody)}}, ptr)
+				continue
+			}
 			generic, data, err := decodeEventBody(item)
 			if err != nil {
 				bad = addProblems(bad, &realtime.EventError{Code: "invalid_event", Detail: "an event is not a JSON object",

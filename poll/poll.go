@@ -20,6 +20,11 @@ const (
 	// maxScanPages bounds how many pages one poll reads looking for an
 	// event that passes its filter before answering hasMore.
 	maxScanPages = 8
+	// MaxAnswerBytes bounds the events of one answer, as their JSON: an
+	// answer that reaches it ends with hasMore (it always holds at least
+	// one event), so that a thousand large events do not become one
+	// buffer of a thousand times their size for every poll that asks.
+	MaxAnswerBytes = 1 << 20
 )
 
 // Query is a parsed poll request.
@@ -83,6 +88,21 @@ type Result struct {
 	// Ephemeral are broadcast events (presence, typing) that arrived while
 	// a long poll waited; they are not in the log and never repeated.
 	Ephemeral []*stream.Event
+
+	bytes int // Events' JSON, for MaxAnswerBytes
+}
+
+// add appends e to the answer and moves its cursor to e, unless the
+// answer holds events already and e would take it past MaxAnswerBytes.
+func (r *Result) add(e *stream.Event) bool {
+	n := len(e.JSON())
+	if len(r.Events) > 0 && r.bytes+n > MaxAnswerBytes {
+		return false
+	}
+	r.bytes += n
+	r.Events = append(r.Events, e)
+	r.NextCursor = e.ID
+	return true
 }
 
 // ephemeralQueue is how many broadcast events a waiting long poll holds.
@@ -166,8 +186,7 @@ func Poll(ctx context.Context, log stream.Log, workspace, user string, q Query) 
 			// it (and whatever follows it, contiguous, in the queue)
 			// without reading the log, so one event waking thousands
 			// of long polls costs no reads of the store.
-			res.Events = append(res.Events, d.Event)
-			res.NextCursor = d.Event.ID
+			res.add(d.Event) // the first: always room
 			drain(sub, &res, q.Limit, true)
 			return res, release, nil
 		}
@@ -205,8 +224,13 @@ func scan(ctx context.Context, log stream.Log, workspace string, cursor stream.I
 			return Result{}, err
 		}
 		for _, e := range p.Events {
-			if filter.Match(e) {
-				res.Events = append(res.Events, e)
+			if !filter.Match(e) {
+				continue
+			}
+			if !res.add(e) {
+				// Full: the rest, from e on, is the next poll's.
+				res.HasMore = true
+				return res, nil
 			}
 		}
 		res.NextCursor = p.Last(res.NextCursor)
@@ -236,8 +260,10 @@ func drain(sub *stream.Subscription, res *Result, limit int, events bool) {
 			res.Ephemeral = append(res.Ephemeral, d.Event)
 		case !events:
 		case d.Kind == stream.KindEvent && d.Event.ID == res.NextCursor.Next():
-			res.Events = append(res.Events, d.Event)
-			res.NextCursor = d.Event.ID
+			if !res.add(d.Event) {
+				res.HasMore = true
+				return
+			}
 		default:
 			// A gap or a resync: the next poll reads the log.
 			res.HasMore = true

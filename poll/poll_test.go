@@ -3,6 +3,7 @@ package poll_test
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -162,4 +163,61 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("ParseQuery(%q) = %+v: out of bounds", raw, q)
 		}
 	})
+}
+
+// An answer stops at poll.MaxAnswerBytes of events (always holding at
+// least one) with hasMore, and polling on from its cursor gets every
+// visible event exactly once, in order, skipping the hidden ones between
+// them.
+func TestPollAnswerBoundedInBytes(t *testing.T) {
+	log := stream.NewMemory(stream.MemoryConfig{})
+	defer log.Close()
+	big := []byte(`{"pad":"` + strings.Repeat("x", 200<<10) + `"}`) // larger than a fifth of the cap
+	var want []stream.ID
+	for i := range 30 {
+		e := &stream.Event{Type: "chat.message", WorkspaceID: "ws1", Timestamp: time.Now(), Data: big}
+		if i%3 == 1 {
+			e.TargetUserID = "someone-else"
+		}
+		got, err := log.Append(t.Context(), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.TargetUserID == "" {
+			want = append(want, got.ID)
+		}
+	}
+	var seen []stream.ID
+	q := poll.Query{HasCursor: true, Limit: 1000}
+	for polls := 0; ; polls++ {
+		if polls > len(want) {
+			t.Fatalf("no end after %d polls", polls)
+		}
+		res, release, err := poll.Poll(t.Context(), log, "ws1", "u1", q)
+		release()
+		if err != nil || res.Reset {
+			t.Fatalf("poll: reset %v, err %v", res.Reset, err)
+		}
+		size := 0
+		for _, e := range res.Events {
+			size += len(e.JSON())
+			seen = append(seen, e.ID)
+		}
+		if len(res.Events) > 1 && size > poll.MaxAnswerBytes {
+			t.Fatalf("answer of %d events holds %d bytes, over %d", len(res.Events), size, poll.MaxAnswerBytes)
+		}
+		if len(res.Events) == 0 && res.HasMore {
+			t.Fatalf("empty answer with hasMore at %s", res.NextCursor)
+		}
+		q.Cursor = res.NextCursor
+		if !res.HasMore {
+			break
+		}
+	}
+	if d := cmp.Diff(want, seen); d != "" {
+		t.Fatalf("events over the polls (-want +got):\n%s", d)
+	}
+	if len(want) <= poll.MaxAnswerBytes/len(big) {
+		t.Fatalf("the test's events fit one answer: %d of %d bytes", len(want), len(big))
+	}
 }

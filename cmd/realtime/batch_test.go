@@ -90,6 +90,14 @@ func checkBatchPublish(t *testing.T, a, b *node) {
 	huge := `{"events":[{"type":"chat.message","data":{"chatId":"c","id":"big","text":"` + strings.Repeat("x", 1<<20) + `"}}]}`
 	resp, body = do(t, "POST", url, pub, huge)
 	expectProblem(t, "over 1 MiB", resp, body, 413, "body_too_large")
+	// Within the batch's 1 MiB, one event may still be only what a single
+	// publish may be (64 KiB).
+	oversized := `{"events":[{"type":"chat.message","data":{"chatId":"c","id":"ok","text":"fine"}},` +
+		`{"type":"chat.message","data":{"chatId":"c","id":"big","text":"` + strings.Repeat("x", 65<<10) + `"}}]}`
+	resp, body = do(t, "POST", url, pub, oversized)
+	if p := expectProblem(t, "an event over 64 KiB", resp, body, 422, "invalid_event"); p.Errors["/events/1"] == "" || len(p.Errors) != 1 {
+		t.Errorf("problem errors %v; want one, at /events/1", p.Errors)
+	}
 	resp, body = do(t, "POST", url, token(t, "u1", []string{"ws1"}), batchBody(200, 1))
 	expectProblem(t, "without the publish scope", resp, body, 403, "forbidden")
 	if after, _ := a.pollAll(t, "ws1", pub, "0"); len(after) != 6 {

@@ -30,9 +30,10 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fs.StringVar(&urls, "url", def, "service base URL(s), comma-separated to spread subscribers over nodes (REALTIME_URL)")
 	var shared bool
-	fs.StringVar(&cfg.Token, "token", getenv("REALTIME_TOKEN"), "subscriber token covering every workspace, for --shared-user and head reads (REALTIME_TOKEN; minted when empty)")
+	// Tokens are not flag defaults, which -h would print.
+	fs.StringVar(&cfg.Token, "token", "", "subscriber token covering every workspace, for --shared-user and head reads (default: REALTIME_TOKEN; minted when neither is set)")
 	fs.BoolVar(&shared, "shared-user", false, "every subscriber uses --token, one user for all (a comparison: it hides per-user work such as presence)")
-	fs.StringVar(&cfg.PubToken, "pub-token", getenv("REALTIME_PUB_TOKEN"), "publisher token with events:publish (REALTIME_PUB_TOKEN)")
+	fs.StringVar(&cfg.PubToken, "pub-token", "", "publisher token with events:publish (default: REALTIME_PUB_TOKEN)")
 	fs.StringVar(&cfg.Mode, "mode", "steady", "steady, burst, resume, longpoll or publish")
 	fs.StringVar(&cfg.Label, "label", "", "label for the result")
 	fs.IntVar(&cfg.Subscribers, "n", 1000, "subscribers (or long polls)")
@@ -57,11 +58,17 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if cfg.Token == "" {
+		cfg.Token = getenv("REALTIME_TOKEN")
+	}
+	if cfg.PubToken == "" {
+		cfg.PubToken = getenv("REALTIME_PUB_TOKEN")
+	}
 	if cfg.Mode == "publish" {
 		// Publishing needs only the publisher's token; -w and --duration
 		// default to the referee harness's 100 workspaces and 10 s.
 		if cfg.PubToken == "" {
-			return fmt.Errorf("--pub-token is required for --mode publish (realtime token --scope events:publish mints one)")
+			return fmt.Errorf("--pub-token or REALTIME_PUB_TOKEN is required for --mode publish (realtime token --scope events:publish mints one)")
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -27,6 +27,7 @@ type clientFlags struct {
 	url       string
 	token     string
 	workspace string
+	envToken  string // REALTIME_TOKEN, taken when --token is not given
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -35,12 +36,18 @@ func (c *clientFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 		def = "http://127.0.0.1:8080"
 	}
 	fs.StringVar(&c.url, "url", def, "service URL (REALTIME_URL)")
-	fs.StringVar(&c.token, "token", getenv("REALTIME_TOKEN"), "bearer token (REALTIME_TOKEN)")
+	// Not the flag's default: -h prints defaults, and a token does not
+	// belong in a terminal's scrollback.
+	c.envToken = getenv("REALTIME_TOKEN")
+	fs.StringVar(&c.token, "token", "", "bearer token (default: REALTIME_TOKEN)")
 	fs.StringVar(&c.workspace, "workspace", getenv("REALTIME_WORKSPACE"), "workspace id (REALTIME_WORKSPACE)")
 }
 
 func (c *clientFlags) check() error {
 	var problems []string
+	if c.token == "" {
+		c.token = c.envToken
+	}
 	if c.token == "" {
 		problems = append(problems, "a token is required (--token or REALTIME_TOKEN)")
 	}

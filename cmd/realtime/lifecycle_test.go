@@ -250,17 +250,27 @@ func TestConfigProblemsReportedTogether(t *testing.T) {
 }
 
 // -h is help, not a failure: every command answers it with its flags and
-// succeeds, and serve's names the variable that has no flag.
+// succeeds, and serve's names the variable that has no flag. Help prints
+// no secret from the environment (flag defaults are printed).
 func TestHelpSucceeds(t *testing.T) {
+	secrets := map[string]string{
+		"REALTIME_TOKEN": "tok-secret-1", "REALTIME_PUB_TOKEN": "tok-secret-2", "REALTIME_JWT_SECRET": testSecret,
+	}
 	for _, cmd := range []string{"serve", "token", "tail", "publish", "bench"} {
 		t.Run(cmd, func(t *testing.T) {
 			var out, errOut strings.Builder
-			err := run(t.Context(), []string{"realtime", cmd, "-h"}, func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+			err := run(t.Context(), []string{"realtime", cmd, "-h"}, func(k string) string { return secrets[k] }, strings.NewReader(""), &out, &errOut)
 			if err != nil {
 				t.Fatalf("realtime %s -h: %v\n%s", cmd, err, errOut.String())
 			}
-			if help := out.String() + errOut.String(); !strings.Contains(help, "-") {
+			help := out.String() + errOut.String()
+			if !strings.Contains(help, "-") {
 				t.Fatalf("realtime %s -h printed no flags: %q", cmd, help)
+			}
+			for k, v := range secrets {
+				if strings.Contains(help, v) {
+					t.Fatalf("realtime %s -h prints %s's value:\n%s", cmd, k, help)
+				}
 			}
 		})
 	}

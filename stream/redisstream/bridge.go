@@ -418,6 +418,10 @@ type translated struct {
 // mappedPrefixes are the BaseEvent types the bridge carries.
 var mappedPrefixes = []string{"approval.", "agent.", "notification.", "chat."}
 
+// maxBusData bounds an entry's data as the HTTP API bounds a publish body
+// (64 KiB): what the log, its readers and their clients size for.
+const maxBusData = 64 << 10
+
 // translate maps an entry to an event, or says why it cannot.
 func (b *Bridge) translate(m redis.XMessage) (translated, string) {
 	be, err := parseBaseEvent(m.Values)
@@ -437,6 +441,9 @@ func (b *Bridge) translate(m redis.XMessage) (translated, string) {
 		return translated{}, fmt.Sprintf("malformed event type %q", be.Type)
 	case !stream.ValidWorkspace(be.TenantID):
 		return translated{}, fmt.Sprintf("tenantId %q is not a valid workspace id", be.TenantID)
+	}
+	if len(be.Data) > maxBusData {
+		return translated{}, fmt.Sprintf("data of %d bytes, over %d", len(be.Data), maxBusData)
 	}
 	if err := b.cfg.Validate(be.Type, be.Data); err != nil {
 		return translated{}, "schema: " + err.Error()

@@ -86,3 +86,16 @@ func TestDecodeNotificationOfABatch(t *testing.T) {
 		}
 	}
 }
+
+// An entry whose data is larger than a publish body may be is poison, not
+// an event: the log, its readers and their clients size for 64 KiB.
+func TestTranslateRefusesOversizedData(t *testing.T) {
+	b := &Bridge{cfg: BridgeConfig{Validate: func(string, json.RawMessage) error { return nil }}}
+	for _, n := range []int{maxBusData - 20, maxBusData + 1} {
+		data := `{"p":"` + strings.Repeat("x", n-8) + `"}`
+		_, reason := b.translate(redis.XMessage{ID: "1-0", Values: map[string]any{"type": "chat.message", "tenantId": "acme", "data": data}})
+		if fits := len(data) <= maxBusData; fits != (reason == "") {
+			t.Fatalf("data of %d bytes: reason %q", len(data), reason)
+		}
+	}
+}
