@@ -30,12 +30,32 @@ func TestRedactQuery(t *testing.T) {
 		{"api_key=k1&x=1", "api_key=REDACTED&x=1"},
 		{"t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", "t=REDACTED"},
 		{"x=" + strings.Repeat("A", 40), "x=REDACTED"},
+		// A credential inside a value.
+		{"x=Bearer%20eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", "x=Bearer+REDACTED"},
+		{"q=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl%0A", "q=REDACTED%0A"},
 		// Not credentials: cursors, ids, type patterns, short values.
 		{"lastEventId=hoomx5yyd9-21&types=approval.*,chat.message&wait=25", "lastEventId=hoomx5yyd9-21&types=approval.*,chat.message&wait=25"},
 	}
 	for _, tc := range tests {
 		if got := middleware.RedactQuery(tc.in); got != tc.want {
 			t.Errorf("RedactQuery(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A JWT in a path (a mistaken URL, a probe) is redacted; ids, even UUIDs,
+// are not.
+func TestRedactPath(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
+	for in, want := range map[string]string{
+		"/v1/workspaces/acme/events":                                 "/v1/workspaces/acme/events",
+		"/v1/workspaces/0b6f1c8e-4a8e-4f7a-9d5e-1f2e3d4c5b6a/events": "/v1/workspaces/0b6f1c8e-4a8e-4f7a-9d5e-1f2e3d4c5b6a/events",
+		"/nope/" + jwt:                      "/nope/REDACTED",
+		"/v1/workspaces/" + jwt + "/events": "/v1/workspaces/REDACTED/events",
+		"/x/Bearer " + jwt + "\n":           "/x/Bearer REDACTED\n",
+	} {
+		if got := middleware.RedactPath(in); got != want {
+			t.Errorf("RedactPath(%q) = %q; want %q", in, got, want)
 		}
 	}
 }

@@ -171,7 +171,7 @@ func RequestLog(logger *slog.Logger) func(http.Handler) http.Handler {
 			logger.LogAttrs(ctx, level, "request",
 				slog.String("method", r.Method),
 				slog.String("route", route),
-				slog.String("path", r.URL.Path),
+				slog.String("path", RedactPath(r.URL.Path)),
 				slog.String("query", RedactQuery(r.URL.RawQuery)),
 				slog.Int("status", status),
 				slog.Int64("bytes", rw.bytes),
@@ -224,7 +224,7 @@ func LogRequestLater(r *http.Request, status int) func(bytes int64) {
 	}
 	ctx := Detach(r.Context())
 	attrs := []slog.Attr{
-		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
+		slog.String("method", r.Method), slog.String("route", route), slog.String("path", RedactPath(r.URL.Path)),
 		slog.String("query", RedactQuery(r.URL.RawQuery)), slog.Int("status", status), slog.String("proto", r.Proto),
 	}
 	return func(bytes int64) {
@@ -254,8 +254,8 @@ func RedactQuery(raw string) string {
 			continue
 		}
 		for i, val := range vals {
-			if tokenShaped(val) {
-				vals[i] = "REDACTED"
+			if out, ok := redactRuns(val, true, tokenShaped); ok {
+				vals[i] = out
 				redacted = true
 			}
 		}
@@ -264,6 +264,56 @@ func RedactQuery(raw string) string {
 		return raw
 	}
 	return v.Encode()
+}
+
+// RedactPath returns a request path with every JWT-shaped run of
+// characters in it replaced: a client that puts its token in the path (a
+// mistaken URL, a probe) must not put it into the request log. Ids of 32
+// characters and more (UUIDs) are left, unlike in a query, since a path
+// is where workspace ids go.
+func RedactPath(p string) string {
+	out, _ := redactRuns(p, false, jwtShaped)
+	return out
+}
+
+// redactRuns replaces, in s, each maximal run of credential characters
+// (base64url and standard base64, and dots) for which shaped says it is a
+// credential: a token inside a value ("Bearer <JWT>", "<JWT>\n") is as
+// secret as a value that is only a token. slash counts '/' as one of the
+// characters (in a query value; in a path it separates segments).
+func redactRuns(s string, slash bool, shaped func(string) bool) (string, bool) {
+	var b strings.Builder
+	last, redacted := 0, false
+	for i := 0; i < len(s); {
+		if !credentialByte(s[i], slash) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && credentialByte(s[j], slash) {
+			j++
+		}
+		if shaped(s[i:j]) {
+			b.WriteString(s[last:i])
+			b.WriteString("REDACTED")
+			last, redacted = j, true
+		}
+		i = j
+	}
+	if !redacted {
+		return s, false
+	}
+	b.WriteString(s[last:])
+	return b.String(), true
+}
+
+func credentialByte(c byte, slash bool) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=' || c == '+' || c == '.' || slash && c == '/'
+}
+
+// jwtShaped reports a JWT's shape: 32 or more characters, two dots.
+func jwtShaped(s string) bool {
+	return len(s) >= 32 && strings.Count(s, ".") == 2
 }
 
 // secretName reports whether a query parameter's name says it carries a
