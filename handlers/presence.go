@@ -46,8 +46,15 @@ func allowPresence(logger *slog.Logger, w http.ResponseWriter, r *http.Request, 
 	if cfg.PresenceRate.Per <= 0 {
 		return true
 	}
-	return allow(logger, w, r, limits, "presence:"+ws+":"+user, cfg.PresenceRate, 1, "this user changes presence or typing faster than allowed")
+	return allow(logger, w, r, limits, presenceBucket(ws, user), cfg.PresenceRate, 1, "this user changes presence or typing faster than allowed")
 }
+
+// Rate buckets are named so that no two (kind, workspace, user) share one:
+// a workspace id holds no '/' (stream.ValidWorkspace), so the first '/'
+// after the kind ends it, and whatever a user id holds cannot reach into
+// another workspace's bucket or a publish bucket.
+func publishBucket(ws string) string        { return "publish/" + ws }
+func presenceBucket(ws, user string) string { return "presence/" + ws + "/" + user }
 
 // handleGetPresence lists who is here.
 func handleGetPresence(logger *slog.Logger, p *stream.PresenceTracker) http.Handler {

@@ -60,7 +60,7 @@ func handlePublish(logger *slog.Logger, cfg Config, log appender, limits stream.
 		// The workspace's bucket is taken only by a valid publish: it is
 		// shared by every publisher of the workspace, and one that sends
 		// malformed events must not use up the others' rate.
-		if cfg.PublishRate.Per > 0 && !allow(logger, w, r, limits, ws, cfg.PublishRate, 1, "") {
+		if cfg.PublishRate.Per > 0 && !allow(logger, w, r, limits, publishBucket(ws), cfg.PublishRate, 1, "") {
 			return
 		}
 		var (

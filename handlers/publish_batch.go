@@ -91,7 +91,7 @@ func handlePublishBatch(logger *slog.Logger, cfg Config, log batchAppender, limi
 			return
 		}
 		// A batch takes a token per event: it delivers as many.
-		if cfg.PublishRate.Per > 0 && !allow(logger, w, r, limits, ws, cfg.PublishRate, len(batch), "") {
+		if cfg.PublishRate.Per > 0 && !allow(logger, w, r, limits, publishBucket(ws), cfg.PublishRate, len(batch), "") {
 			return
 		}
 		events, replayed, err := log.AppendBatch(r.Context(), batch)
