@@ -55,6 +55,7 @@ func allowPresence(logger *slog.Logger, w http.ResponseWriter, r *http.Request, 
 // another workspace's bucket or a publish bucket.
 func publishBucket(ws string) string        { return "publish/" + ws }
 func presenceBucket(ws, user string) string { return "presence/" + ws + "/" + user }
+func ticketBucket(user string) string       { return "ticket/" + user }
 
 // handleGetPresence lists who is here.
 func handleGetPresence(logger *slog.Logger, p *stream.PresenceTracker) http.Handler {

@@ -18,5 +18,6 @@ func TestRateBucketsAreDistinct(t *testing.T) {
 		for _, user := range []string{"carol", "acme:carol", "x/carol", "/", ""} {
 			add("presence "+ws+" "+user, presenceBucket(ws, user))
 		}
+		add("tickets "+ws, ticketBucket(ws))
 	}
 }

@@ -45,6 +45,11 @@ type Config struct {
 	// PresenceRate limits each user's presence and typing changes per
 	// workspace, across nodes; a zero Per means no limit.
 	PresenceRate stream.Rate
+	// TicketRate limits the stream tickets each user buys, across nodes
+	// and workspaces; a zero Per means no limit. Each ticket is kept until
+	// it expires, so the rate bounds what one user can make a node (or
+	// Redis) hold.
+	TicketRate stream.Rate
 	// TokenLeeway is the clock skew the token verifier tolerates on exp;
 	// a stream ends that long after its token's exp, so that a token
 	// accepted within the leeway does not open a stream that closes at

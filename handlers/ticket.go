@@ -48,7 +48,7 @@ func (c *Config) lifetimeLeft(p *appmw.Principal) time.Duration {
 // credential for one stream of this workspace as this user with these
 // types, so that EventSource (which cannot send headers) opens the stream
 // with ?ticket= and no token ever goes into a URL.
-func handleTicket(logger *slog.Logger, cfg Config, log stream.Log) http.Handler {
+func handleTicket(logger *slog.Logger, cfg Config, log stream.Log, limits stream.RateLimiter) http.Handler {
 	type request struct {
 		Types string `json:"types"`
 	}
@@ -82,6 +82,11 @@ func handleTicket(logger *slog.Logger, cfg Config, log stream.Log) http.Handler 
 		}
 		if store == nil {
 			writeError(logger, w, r, errors.New("no ticket store"))
+			return
+		}
+		// Every ticket is kept until it expires: the user's rate bounds
+		// what one token can make the store hold.
+		if cfg.TicketRate.Per > 0 && !allow(logger, w, r, limits, ticketBucket(p.UserID), cfg.TicketRate, 1, "this user buys stream tickets faster than allowed") {
 			return
 		}
 		// Never past the token's own life; the stream it opens is checked

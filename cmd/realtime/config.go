@@ -100,6 +100,10 @@ type Config struct {
 	// PresenceBurst is how many such changes a user may make at once
 	// (REALTIME_PRESENCE_BURST; 10).
 	PresenceBurst int
+	// TicketRate is the stream tickets per second one user may buy, shared
+	// by all nodes, with a burst of three seconds' worth; 0 disables the
+	// limit (REALTIME_TICKET_RATE; 10).
+	TicketRate float64
 	// IdempotencyTTL is how long a publish's Idempotency-Key is remembered
 	// (REALTIME_IDEMPOTENCY_TTL; 24h).
 	IdempotencyTTL time.Duration
@@ -150,7 +154,7 @@ func defaultConfig() Config {
 		JWKSRefresh: time.Hour, JWTLeeway: 30 * time.Second, AllowQueryToken: true, TicketTTL: 30 * time.Second,
 		Heartbeat: 15 * time.Second, Retry: 3 * time.Second, WriteTimeout: 5 * time.Second,
 		Queue: 256, MaxWait: 30 * time.Second, IdempotencyTTL: 24 * time.Hour, PublishRate: 1000, PresenceTTL: time.Minute, PresenceGrace: 5 * time.Second, TypingTTL: 5 * time.Second,
-		PresenceInterval: 500 * time.Millisecond, PresenceRate: 2, PresenceBurst: 10, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
+		PresenceInterval: 500 * time.Millisecond, PresenceRate: 2, PresenceBurst: 10, TicketRate: 10, BusGroup: "realtime", BusLease: 10 * time.Second, ShutdownTimeout: 15 * time.Second, LogLevel: slog.LevelInfo,
 		H2C: true, DrainDelay: 5 * time.Second, ReadTimeout: 10 * time.Second,
 	}
 }
@@ -171,7 +175,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("write_timeout", c.WriteTimeout.String()), slog.Int("queue", c.Queue),
 		slog.String("max_wait", c.MaxWait.String()), slog.String("idempotency_ttl", c.IdempotencyTTL.String()), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Float64("publish_rate", c.PublishRate), slog.Int("publish_burst", c.PublishBurst),
-		slog.String("presence_interval", c.PresenceInterval.String()), slog.Float64("presence_rate", c.PresenceRate), slog.Int("presence_burst", c.PresenceBurst),
+		slog.String("presence_interval", c.PresenceInterval.String()), slog.Float64("presence_rate", c.PresenceRate), slog.Int("presence_burst", c.PresenceBurst), slog.Float64("ticket_rate", c.TicketRate),
 		slog.Int("max_streams_per_user", c.MaxStreamsPerUser), slog.Int("max_workspaces", c.MaxWorkspaces),
 		slog.String("debug_addr", c.DebugAddr), slog.String("bus_stream", c.BusStream), slog.String("bus_group", c.BusGroup),
 		slog.Bool("tls", c.TLSCert != ""), slog.Bool("h2c", c.H2C), slog.String("drain_delay", c.DrainDelay.String()),
@@ -272,6 +276,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	envDur("REALTIME_PRESENCE_INTERVAL", &c.PresenceInterval)
 	envFloat("REALTIME_PRESENCE_RATE", &c.PresenceRate)
 	envInt("REALTIME_PRESENCE_BURST", &c.PresenceBurst)
+	envFloat("REALTIME_TICKET_RATE", &c.TicketRate)
 	envInt("REALTIME_MAX_STREAMS_PER_USER", &c.MaxStreamsPerUser)
 	envInt("REALTIME_MAX_WORKSPACES", &c.MaxWorkspaces)
 	c.DebugAddr = getenv("REALTIME_DEBUG_ADDR")
@@ -334,6 +339,7 @@ flags:
 	fs.DurationVar(&c.PresenceInterval, "presence-interval", c.PresenceInterval, "coalescing window of presence changes (REALTIME_PRESENCE_INTERVAL)")
 	fs.Float64Var(&c.PresenceRate, "presence-rate", c.PresenceRate, "presence and typing changes per second per user, 0: no limit (REALTIME_PRESENCE_RATE)")
 	fs.IntVar(&c.PresenceBurst, "presence-burst", c.PresenceBurst, "presence and typing burst per user (REALTIME_PRESENCE_BURST)")
+	fs.Float64Var(&c.TicketRate, "ticket-rate", c.TicketRate, "stream tickets per second per user, 0: no limit (REALTIME_TICKET_RATE)")
 	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", c.IdempotencyTTL, "how long an Idempotency-Key is remembered (REALTIME_IDEMPOTENCY_TTL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve pprof here, e.g. 127.0.0.1:6060 (REALTIME_DEBUG_ADDR)")
 	fs.StringVar(&c.BusStream, "bus-stream", c.BusStream, "Event Bus stream to bridge (REALTIME_BUS_STREAM)")
@@ -374,8 +380,8 @@ flags:
 	if c.PublishBurst <= 0 {
 		c.PublishBurst = max(1, int(2*c.PublishRate))
 	}
-	if c.PublishRate < 0 || c.MaxStreamsPerUser < 0 || c.MaxWorkspaces < 0 || c.PresenceRate < 0 {
-		problems = append(problems, "publish rate, presence rate, max streams per user and max workspaces must not be negative")
+	if c.PublishRate < 0 || c.MaxStreamsPerUser < 0 || c.MaxWorkspaces < 0 || c.PresenceRate < 0 || c.TicketRate < 0 {
+		problems = append(problems, "publish rate, presence rate, ticket rate, max streams per user and max workspaces must not be negative")
 	}
 	if c.PresenceRate > 0 && c.PresenceBurst < 1 {
 		problems = append(problems, "presence burst must be at least 1")

@@ -126,3 +126,27 @@ func checkWorkspacesPerNodeCap(t *testing.T, n *node) {
 		return resp.StatusCode == 200
 	})
 }
+
+// A user buys stream tickets at REALTIME_TICKET_RATE, on all nodes and
+// workspaces together (each ticket is held until it expires, so a flood
+// of them would fill the store); another user is not slowed.
+func TestTicketRateLimitPerUser(t *testing.T) {
+	srv := redistest.Start(t)
+	env := redisEnv(srv)
+	env["REALTIME_TICKET_RATE"] = "1" // a burst of 3
+	a, b := startNode(t, env), startNode(t, env)
+	flood := token(t, "flood", []string{"*"})
+	buy := func(n *node, ws, tok string) (*http.Response, []byte) {
+		return do(t, "POST", n.URL+"/v1/workspaces/"+ws+"/stream-tickets", tok, "")
+	}
+	for i, n := range []*node{a, b, a} {
+		if resp, body := buy(n, "ws"+strconv.Itoa(i), flood); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("ticket %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	resp, body := buy(b, "ws9", flood)
+	expectProblem(t, "a ticket past the burst", resp, body, http.StatusTooManyRequests, "rate_limited")
+	if resp, body := buy(a, "ws0", token(t, "other", []string{"ws0"})); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("another user's ticket: %d %s", resp.StatusCode, body)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -108,7 +109,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 			MaxWait: cfg.MaxWait, Queue: cfg.Queue, DevToken: devToken, IdempotencyTTL: cfg.IdempotencyTTL,
 			PublishRate: stream.Rate{Per: cfg.PublishRate, Burst: cfg.PublishBurst}, MaxStreamsPerUser: cfg.MaxStreamsPerUser,
-			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst}, TokenLeeway: leeway,
+			PresenceRate: stream.Rate{Per: cfg.PresenceRate, Burst: cfg.PresenceBurst},
+			TicketRate:   stream.Rate{Per: cfg.TicketRate, Burst: max(1, int(math.Ceil(3*cfg.TicketRate)))}, TokenLeeway: leeway,
 			TicketTTL: cfg.TicketTTL, DisableQueryToken: !cfg.AllowQueryToken,
 			Hijacked: &hijacked,
 		}, log, presence, be.limits, auth, streams),
