@@ -2,11 +2,16 @@
 GO ?= go
 BIN := bin/realtime
 
-.PHONY: run example test check build bench load floor pubfloor fuzz clean
+.PHONY: help run example test check build bench load floor pubfloor fuzz clean
 
-## run: the service in dev mode (embedded log, generated key, prints a token)
+## help: this list
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
+
+## run: the service in dev mode (embedded log, generated key, prints a token) on ADDR (127.0.0.1:8080)
+ADDR ?= 127.0.0.1:8080
 run:
-	$(GO) run ./cmd/realtime serve --dev --addr 127.0.0.1:8080
+	$(GO) run ./cmd/realtime serve --dev --addr $(ADDR)
 
 ## example: the React example app (web/react/example) on http://127.0.0.1:5173, against `make run` (REALTIME_URL to point it elsewhere)
 example:

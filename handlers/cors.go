@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/realtime-dev/realtime/middleware"
 )
 
 // CORS: which request headers a page on an allowed origin may send, and
@@ -75,6 +77,7 @@ func writeCORSRefusal(w http.ResponseWriter, r *http.Request) {
 	b, _ := json.Marshal(problem{
 		Type: "https://realtime.dev/problems/origin_not_allowed", Title: http.StatusText(http.StatusForbidden),
 		Status: http.StatusForbidden, Detail: "this origin is not in REALTIME_CORS_ORIGINS", Instance: r.URL.Path, Code: "origin_not_allowed",
+		RequestID: middleware.RequestIDFromContext(r.Context()),
 	})
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")

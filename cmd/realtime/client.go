@@ -115,13 +115,13 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 	fs := flag.NewFlagSet("realtime publish", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cf.register(fs, getenv)
-	fs.StringVar(&typ, "type", "", "event type, e.g. chat.message (required)")
-	fs.StringVar(&data, "data", "", "the event's data, a JSON object (required)")
+	fs.StringVar(&typ, "type", "", "event type, e.g. chat.message (required without --file)")
+	fs.StringVar(&data, "data", "", "the event's data, a JSON object (required without --file)")
 	fs.StringVar(&target, "target", "", "only this user receives it (targetUserId)")
 	fs.StringVar(&corr, "correlation-id", "", "correlation id (generated when empty)")
 	fs.StringVar(&src, "source", "realtime-cli", "source")
 	fs.StringVar(&idKey, "idempotency-key", "", "makes a retry append nothing (with --file: of each batch, suffixed -1, -2, ...)")
-	fs.StringVar(&file, "file", "", `publish the events of a file of JSON lines, one event object per line ("-": stdin), in batches`)
+	fs.StringVar(&file, "file", "", `publish the events of a file of JSON lines, one event object per line ("-": stdin), in batches; each as it is written (--source and the others do not apply)`)
 	fs.IntVar(&batch, "batch", 100, "events per request with --file (1-100)")
 	if err := fs.Parse(args); err != nil {
 		return err

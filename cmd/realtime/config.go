@@ -143,8 +143,9 @@ type Config struct {
 	// may call the API and load the client script, or "*" for any origin
 	// without credentials (REALTIME_CORS_ORIGINS; empty: no CORS).
 	CORSOrigins []string
-	// Dev runs with the embedded log and a generated key when none is set,
-	// and prints a ready-to-use token (REALTIME_DEV, --dev; false).
+	// Dev runs with the embedded log and a key of its own (a configured
+	// REALTIME_JWT_SECRET is ignored), on loopback unless an address is
+	// given, and prints a ready-to-use token (REALTIME_DEV, --dev; false).
 	Dev bool
 }
 
@@ -348,7 +349,7 @@ flags:
 	fs.DurationVar(&c.BusLease, "bus-lease", c.BusLease, "bridge lease (REALTIME_BUS_LEASE)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (REALTIME_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (REALTIME_LOG_LEVEL)")
-	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, generated key, loopback only, print a dev token (REALTIME_DEV)")
+	fs.BoolVar(&c.Dev, "dev", c.Dev, "embedded log, a key of its own, loopback unless --addr or REALTIME_ADDR says otherwise, print a dev token (REALTIME_DEV)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate chain, PEM; with --tls-key: HTTPS and HTTP/2 (REALTIME_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key file, PEM (REALTIME_TLS_KEY)")
 	fs.BoolVar(&c.H2C, "h2c", c.H2C, "accept cleartext HTTP/2 (prior knowledge) without TLS (REALTIME_H2C)")

@@ -29,8 +29,8 @@ const usage = `usage:
   realtime serve [flags]     run the service (realtime serve -h for flags)
   realtime token [flags]     mint a token from REALTIME_JWT_SECRET
   realtime tail [flags]      print a workspace's events as they happen (--poll: by long polling)
-  realtime publish [flags]   publish one event
-  realtime bench [flags]     load-test a running service (steady, burst, resume, longpoll)
+  realtime publish [flags]   publish one event, or a file of them (--file)
+  realtime bench [flags]     load-test a running service (steady, burst, resume, longpoll, publish)
   realtime version           print the version (also --version)
 Each command takes -h.
 `
