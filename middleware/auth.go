@@ -243,6 +243,11 @@ func (v *Verifier) Leeway() time.Duration { return v.leeway }
 // token's kid (every JWKS key without a kid) that fits its algorithm.
 func (v *Verifier) keyFor(ctx context.Context) jwt.Keyfunc {
 	return func(t *jwt.Token) (any, error) {
+		// RFC 7515 §4.1.11: a token naming header extensions that must be
+		// understood is refused by a verifier that understands none.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errors.New("the token's crit header names extensions this service does not understand")
+		}
 		alg := t.Method.Alg()
 		if alg == jwt.SigningMethodHS256.Alg() {
 			if len(v.secret) == 0 {
