@@ -171,6 +171,23 @@ func (s *Subscription) ping(beat []byte) bool {
 	return o != queued
 }
 
+// passHidden notes that the fan-out passed the event id, which s's filter
+// hides; t.mu must be held. Every Hub.positionEvery such events in a row,
+// an armed reader gets an id-only frame with id, as ping gives one with
+// the heartbeat: armed means nothing is queued and every event before id
+// was offered to it (invariant 6), so its resume point may move to id.
+// Counting costs no lock; the frame is written at most once a run.
+func (s *Subscription) passHidden(id ID) {
+	s.hiddenRun++
+	if s.hiddenRun < s.hub.positionEvery || s.dw == nil {
+		return
+	}
+	s.hiddenRun = 0
+	if s.direct(id, appendPosition(make([]byte, 0, 40), id, nil)) == writtenInPart {
+		s.send(Delivery{Kind: kindFinish})
+	}
+}
+
 // hiddenSince reports whether the reader is armed at an event before last,
 // the topic's newest; t.mu must be held.
 func (s *Subscription) hiddenSince(last ID) bool {

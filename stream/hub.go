@@ -21,8 +21,9 @@ import (
 // feed, which serves them all), fans out on a worker of its own (see
 // publish), so one workspace's thousand writes delay no other's events.
 type Hub struct {
-	maxTopics int
-	detached  bool
+	maxTopics     int
+	detached      bool
+	positionEvery uint64
 
 	mu     sync.Mutex // guards topics and closed
 	topics map[string]*topic
@@ -67,11 +68,21 @@ type HubConfig struct {
 	// fewer than 1,024 subscribers fans out on the caller's goroutine,
 	// which must then hold no lock another workspace needs.
 	Detached bool
+	// Retention is the log's (DefaultRetention when zero). A live reader
+	// whose filter hides this many events in a row, a tenth of it, gets an
+	// id-only frame with the last of them (see Subscription.passHidden):
+	// its resume point keeps up with what it may not see even when a burst
+	// of hidden events outruns the heartbeat's id-only frame, and a
+	// reconnect from it is not reset.
+	Retention int
 }
 
 // NewHub returns an empty hub.
 func NewHub(cfg HubConfig) *Hub {
-	return &Hub{maxTopics: cfg.MaxWorkspaces, detached: cfg.Detached, topics: make(map[string]*topic)}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	return &Hub{maxTopics: cfg.MaxWorkspaces, detached: cfg.Detached, positionEvery: uint64(max(1, cfg.Retention/10)), topics: make(map[string]*topic)}
 }
 
 // Subscribe registers a subscription to workspace with a queue of size
@@ -239,7 +250,10 @@ func (t *topic) fanOut(e *Event) {
 		var n [3]uint64 // by outcome
 		for s := range t.subs {
 			if s.filter.Match(e) {
+				s.hiddenRun = 0
 				n[s.deliver(e)]++
+			} else {
+				s.passHidden(e.ID)
 			}
 		}
 		countDeliveries(n[written]+n[writtenInPart], n[queued])
@@ -248,7 +262,10 @@ func (t *topic) fanOut(e *Event) {
 	subs := t.scratch[:0]
 	for s := range t.subs {
 		if s.filter.Match(e) {
+			s.hiddenRun = 0
 			subs = append(subs, s)
+		} else {
+			s.passHidden(e.ID)
 		}
 	}
 	outcomes := make([]outcome, len(subs))

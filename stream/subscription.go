@@ -49,6 +49,9 @@ type Subscription struct {
 	head   ID    // the topic's last event when s subscribed, if known
 	gen    uint64
 	dw     DirectWriter // guarded by t.mu; set once by setDirect
+	// hiddenRun counts the events the fan-out passed that the filter
+	// hides, since the last it matched (guarded by t.mu; passHidden).
+	hiddenRun uint64
 
 	// The queue is a slice that grows on demand up to size, not a channel
 	// allocated at its bound: with direct writes most live streams never

@@ -352,3 +352,57 @@ func TestBusyFilteredStreamAdvances(t *testing.T) {
 		nextID(t, s, last)
 	})
 }
+
+// A burst of events hidden from a live filtered stream, more than its
+// retention and faster than a heartbeat, still moves its resume point
+// (an id-only frame every tenth of the retention), so that dropping right
+// after the burst and resuming is not reset: the review's case of a
+// chat.* stream and 30 approvals with a retention of 20.
+func TestHiddenBurstMovesResumePointBeforeHeartbeat(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, env map[string]string) {
+		env["REALTIME_RETENTION"] = "20"
+		env["REALTIME_HEARTBEAT"] = "10m" // no heartbeat during the test
+		n := startNode(t, env)
+		u1 := token(t, "u1", []string{"ws1"})
+		s := n.openStream(t, "ws1", u1, "types=chat.*")
+		s.first(t)
+		first := n.publish(t, "ws1", chat(0))
+		if got := s.events(t, 1); got[0].ID != first.ID {
+			t.Fatalf("got %s; want %s", got[0].ID, first.ID)
+		}
+		var ids []string
+		for i := range 250 { // Redis trims whole nodes of 100 entries (MAXLEN ~)
+			ids = append(ids, n.publish(t, "ws1", fmt.Sprintf(`{"type":"approval.created","data":{"id":"a%d","title":"t"}}`, i)).ID)
+		}
+		// An id-only frame at one of the last two (a tenth of 20) hidden
+		// events, long before the heartbeat sweeper's first id-only frame
+		// (a quarter of the 10 min interval after the stream opened).
+		var pos string
+		start := time.Now()
+		for pos == "" {
+			f, ok := s.next(t)
+			switch {
+			case !ok:
+				t.Fatal("stream ended")
+			case f.Event != "":
+				t.Fatalf("got %+v; want only id-only frames", f)
+			case f.ID == ids[len(ids)-1] || f.ID == ids[len(ids)-2]:
+				pos = f.ID
+			}
+		}
+		if d := time.Since(start); d > time.Minute {
+			t.Fatalf("the id-only frame at the burst's end came after %v, with the heartbeat's", d)
+		}
+		s.close()
+		if old := n.poll(t, "ws1", u1, "cursor="+first.ID); !old.Reset {
+			t.Fatalf("the first cursor %s is not trimmed: the test proves nothing", first.ID)
+		}
+		next := n.publish(t, "ws1", chat(1))
+		r := n.openStream(t, "ws1", u1, "types=chat.*", "Last-Event-ID", pos)
+		r.first(t)
+		if f, ok := r.next(t); !ok || f.Event == "sync.reset" || f.ID != next.ID {
+			t.Fatalf("resumed after the burst: first frame %+v; want %s, no reset", f, next.ID)
+		}
+		r.close()
+	})
+}
