@@ -116,7 +116,7 @@ func decodeBody(logger *slog.Logger, w http.ResponseWriter, r *http.Request, cfg
 		return false
 	}
 	if err := decodeStrict(raw, v); err != nil {
-		writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object"))
+		writeError(logger, w, r, errorf(http.StatusBadRequest, "invalid_json", "the body must be one JSON object with only the documented members, each once"))
 		return false
 	}
 	return true

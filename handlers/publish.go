@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/realtime-dev/realtime"
 	appmw "github.com/realtime-dev/realtime/middleware"
@@ -203,16 +203,13 @@ func isJSONMediaType(ct string) bool {
 	return err == nil && mt == "application/json"
 }
 
-// decodeStrict decodes exactly one JSON value from raw.
+// decodeStrict decodes exactly one JSON value from raw into v, as strictly
+// as a publish body is read: member names exactly as v's fields name
+// them, each once, no other members, valid UTF-8 (encoding/json v2's
+// rules, where v1 matched names in any case, let a repeated member win
+// and ignored unknown ones).
 func decodeStrict(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
+	return jsonv2.Unmarshal(raw, v, jsonv2.RejectUnknownMembers(true))
 }
 
 // printable reports whether s is at most n bytes of printable ASCII.

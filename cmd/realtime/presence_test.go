@@ -245,6 +245,12 @@ func TestPresenceErrors(t *testing.T) {
 		{"bad status", "PUT", base + "/presence", `{"status":"sleeping"}`, nil, 422, "invalid_event"},
 		{"no status", "PUT", base + "/presence", `{}`, nil, 422, "invalid_event"},
 		{"presence not json", "PUT", base + "/presence", `{"status":`, nil, 400, "invalid_json"},
+		// Read as strictly as a publish: a repeated member, an unknown one,
+		// a name in another case.
+		{"presence repeated member", "PUT", base + "/presence", `{"status":"away","status":"online"}`, nil, 400, "invalid_json"},
+		{"presence unknown member", "PUT", base + "/presence", `{"status":"away","mood":"good"}`, nil, 400, "invalid_json"},
+		{"presence member case", "PUT", base + "/presence", `{"Status":"away"}`, nil, 400, "invalid_json"},
+		{"ticket unknown member", "POST", base + "/stream-tickets", `{"types":"chat.*","x":1}`, nil, 400, "invalid_json"},
 		{"presence wrong type", "PUT", base + "/presence", `{"status":"away"}`, []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type"},
 		{"typing missing", "POST", base + "/chats/c1/typing", `{}`, nil, 422, "invalid_event"},
 		{"typing not bool", "POST", base + "/chats/c1/typing", `{"typing":"yes"}`, nil, 400, "invalid_json"},
