@@ -50,10 +50,12 @@ func allowPresence(logger *slog.Logger, w http.ResponseWriter, r *http.Request, 
 }
 
 // Rate buckets are named so that no two (kind, workspace, user) share one:
-// a workspace id holds no '/' (stream.ValidWorkspace), so the first '/'
-// after the kind ends it, and whatever a user id holds cannot reach into
-// another workspace's bucket or a publish bucket.
-func publishBucket(ws string) string        { return "publish/" + ws }
+// a workspace id holds no '/' (stream.ValidWorkspace), so a publish bucket
+// (the bare id, which keeps it in the workspace's Redis Cluster slot) is
+// never another kind's, the first '/' after a presence bucket's kind ends
+// its workspace, and whatever a user id holds cannot reach into another
+// workspace's bucket.
+func publishBucket(ws string) string        { return ws }
 func presenceBucket(ws, user string) string { return "presence/" + ws + "/" + user }
 func ticketBucket(user string) string       { return "ticket/" + user }
 
