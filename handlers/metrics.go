@@ -36,16 +36,16 @@ func observePublish(m *metrics.Metrics) func(http.Handler) http.Handler {
 	}
 }
 
-// countRateLimited counts the presence and typing changes refused by
-// their rate limit.
-func countRateLimited(m *metrics.Metrics) func(http.Handler) http.Handler {
+// countRateLimited counts the requests refused by limit's rate limit
+// (presence and typing changes, stream tickets).
+func countRateLimited(m *metrics.Metrics, limit string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if m == nil {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if appmw.ServeStatus(next, w, r) == http.StatusTooManyRequests {
-				m.RateLimited(metrics.LimitPresence)
+				m.RateLimited(limit)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/realtime-dev/realtime"
+	"github.com/realtime-dev/realtime/metrics"
 	appmw "github.com/realtime-dev/realtime/middleware"
 	"github.com/realtime-dev/realtime/stream"
 )
@@ -32,10 +33,10 @@ func addRoutes(r chi.Router, logger *slog.Logger, cfg Config, log stream.Log, pr
 		r.With(observePublish(cfg.Metrics), requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events", handlePublish(logger, cfg, log, limits, schemas))
 		r.With(observePublish(cfg.Metrics), requireScope(logger, appmw.ScopePublish)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/events/batch", handlePublishBatch(logger, cfg, log, limits, schemas))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/events", handlePoll(logger, cfg, log, conns, streams))
-		r.Method(http.MethodPost, "/v1/workspaces/{workspaceID}/stream-tickets", handleTicket(logger, cfg, log, limits))
+		r.With(countRateLimited(cfg.Metrics, metrics.LimitTicket)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/stream-tickets", handleTicket(logger, cfg, log, limits))
 		r.Method(http.MethodGet, streamRoute, handleStream(logger, cfg, log, conns, pres, newHeartbeats(cfg.Heartbeat), streams))
-		r.With(countRateLimited(cfg.Metrics)).Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))
+		r.With(countRateLimited(cfg.Metrics, metrics.LimitPresence)).Method(http.MethodPut, "/v1/workspaces/{workspaceID}/presence", handleSetPresence(logger, cfg, pres, limits))
 		r.Method(http.MethodGet, "/v1/workspaces/{workspaceID}/presence", handleGetPresence(logger, pres))
-		r.With(countRateLimited(cfg.Metrics)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres, limits))
+		r.With(countRateLimited(cfg.Metrics, metrics.LimitPresence)).Method(http.MethodPost, "/v1/workspaces/{workspaceID}/chats/{chatID}/typing", handleTyping(logger, cfg, pres, limits))
 	})
 }

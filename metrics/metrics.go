@@ -44,6 +44,7 @@ var publishOutcomes = []string{PublishCreated, PublishReplayed, PublishRejected,
 const (
 	LimitPublish  = "publish"
 	LimitPresence = "presence"
+	LimitTicket   = "ticket"
 )
 
 // Reset kinds: where a sync.reset was sent.
@@ -125,7 +126,7 @@ func New(b Build) *Metrics {
 	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "realtime_rate_limited_total", Help: "Requests refused with 429 rate_limited, by limit.",
 	}, []string{"limit"})
-	for _, k := range []string{LimitPublish, LimitPresence} {
+	for _, k := range []string{LimitPublish, LimitPresence, LimitTicket} {
 		m.rateLimited[k] = limited.WithLabelValues(k)
 	}
 	f(limited)

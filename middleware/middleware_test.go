@@ -33,6 +33,7 @@ func TestRedactQuery(t *testing.T) {
 		// A credential inside a value.
 		{"x=Bearer%20eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl", "x=Bearer+REDACTED"},
 		{"q=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl%0A", "q=REDACTED%0A"},
+		{"q=a.b.eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlc2lnbmF0dXJl.", "q=REDACTED"},
 		// Not credentials: cursors, ids, type patterns, short values.
 		{"lastEventId=hoomx5yyd9-21&types=approval.*,chat.message&wait=25", "lastEventId=hoomx5yyd9-21&types=approval.*,chat.message&wait=25"},
 	}
@@ -53,6 +54,7 @@ func TestRedactPath(t *testing.T) {
 		"/nope/" + jwt:                      "/nope/REDACTED",
 		"/v1/workspaces/" + jwt + "/events": "/v1/workspaces/REDACTED/events",
 		"/x/Bearer " + jwt + "\n":           "/x/Bearer REDACTED\n",
+		"/x/" + jwt + ".json":               "/x/REDACTED",
 	} {
 		if got := middleware.RedactPath(in); got != want {
 			t.Errorf("RedactPath(%q) = %q; want %q", in, got, want)

@@ -311,9 +311,10 @@ func credentialByte(c byte, slash bool) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=' || c == '+' || c == '.' || slash && c == '/'
 }
 
-// jwtShaped reports a JWT's shape: 32 or more characters, two dots.
+// jwtShaped reports a JWT's shape: 32 or more characters, two dots or
+// more (a JWT run into a dot of its surroundings: "<jwt>.json").
 func jwtShaped(s string) bool {
-	return len(s) >= 32 && strings.Count(s, ".") == 2
+	return len(s) >= 32 && strings.Count(s, ".") >= 2
 }
 
 // secretName reports whether a query parameter's name says it carries a
@@ -329,8 +330,8 @@ func secretName(k string) bool {
 }
 
 // tokenShaped reports whether a value looks like a credential: a JWT (two
-// dots between base64url runs), or 32 or more base64url characters in one
-// run. Ids, cursors and type patterns are shorter or have other shapes.
+// dots between base64url runs, or more where a dot of its surroundings
+// joins it), or 32 or more base64url characters in one run. Ids, cursors and type patterns are shorter or have other shapes.
 func tokenShaped(s string) bool {
 	if len(s) < 32 {
 		return false
@@ -346,7 +347,7 @@ func tokenShaped(s string) bool {
 			return false
 		}
 	}
-	return dots == 0 || dots == 2
+	return dots == 0 || dots >= 2
 }
 
 func saneID(s string) bool {

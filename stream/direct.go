@@ -176,14 +176,22 @@ func (s *Subscription) ping(beat []byte) bool {
 // an armed reader gets an id-only frame with id, as ping gives one with
 // the heartbeat: armed means nothing is queued and every event before id
 // was offered to it (invariant 6), so its resume point may move to id.
-// Counting costs no lock; the frame is written at most once a run.
-func (s *Subscription) passHidden(id ID) {
+// Broadcast events (presence, typing: the zero id) are not counted: they
+// use up no retention, and an id-only frame of theirs would say "id: 0".
+// Counting costs no lock; a frame is written once every positionEvery.
+func (s *Subscription) passHidden(id ID, frame *[]byte) {
+	if id.IsZero() {
+		return
+	}
 	s.hiddenRun++
 	if s.hiddenRun < s.hub.positionEvery || s.dw == nil {
 		return
 	}
 	s.hiddenRun = 0
-	if s.direct(id, appendPosition(make([]byte, 0, 40), id, nil)) == writtenInPart {
+	if *frame == nil {
+		*frame = appendPosition(make([]byte, 0, 40), id, nil)
+	}
+	if s.direct(id, *frame) == writtenInPart {
 		s.send(Delivery{Kind: kindFinish})
 	}
 }

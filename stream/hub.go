@@ -246,6 +246,7 @@ const parallelFanOut = 1024
 // sees e before the topic's next event either way.
 func (t *topic) fanOut(e *Event) {
 	procs := runtime.GOMAXPROCS(0)
+	var pos []byte // e's id-only frame, made once for every reader that passHidden gives one
 	if len(t.subs) < parallelFanOut || procs == 1 {
 		var n [3]uint64 // by outcome
 		for s := range t.subs {
@@ -253,7 +254,7 @@ func (t *topic) fanOut(e *Event) {
 				s.hiddenRun = 0
 				n[s.deliver(e)]++
 			} else {
-				s.passHidden(e.ID)
+				s.passHidden(e.ID, &pos)
 			}
 		}
 		countDeliveries(n[written]+n[writtenInPart], n[queued])
@@ -265,7 +266,7 @@ func (t *topic) fanOut(e *Event) {
 			s.hiddenRun = 0
 			subs = append(subs, s)
 		} else {
-			s.passHidden(e.ID)
+			s.passHidden(e.ID, &pos)
 		}
 	}
 	outcomes := make([]outcome, len(subs))

@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,6 +259,56 @@ func TestDirectWriterNotCalledAfterClose(t *testing.T) {
 			close(stop)
 			wg.Wait()
 			h.workers.Wait()
+		})
+	}
+}
+
+// frames records what WriteNow was given.
+type frames struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (f *frames) WriteNow(b []byte) (taken, partial bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, string(b))
+	return true, false
+}
+
+// A live reader whose filter hides a run of events gets an id-only frame
+// with the last of them every tenth of the retention (here 20: every
+// second one), on the plain and the parallel fan-out; broadcast events
+// (presence, typing) it does not ask for count for nothing, and never
+// make an "id: 0" frame.
+func TestHiddenRunGetsIDOnlyFrames(t *testing.T) {
+	for _, n := range []int{1, parallelFanOut + 1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			h := NewHub(HubConfig{Retention: 20})
+			defer h.Close()
+			recs := make([]*frames, n)
+			for i := range n {
+				s := h.Subscribe("ws", Filter{Types: []string{"chat.*"}}, 1<<10)
+				defer s.Close()
+				recs[i] = &frames{}
+				s.setDirect(recs[i])
+				s.arm(ID{Epoch: 1})
+			}
+			for range 5 {
+				h.PublishEphemeral(&Event{Type: "typing.started", WorkspaceID: "ws"})
+			}
+			for seq := uint64(1); seq <= 5; seq++ {
+				h.Publish(&Event{ID: ID{Epoch: 1, Seq: seq}, Type: "approval.created", WorkspaceID: "ws"})
+			}
+			h.workers.Wait()
+			for i, r := range recs {
+				r.mu.Lock()
+				got := r.got
+				r.mu.Unlock()
+				if want := []string{"id: 1-2\n\n", "id: 1-4\n\n"}; !slices.Equal(got, want) {
+					t.Fatalf("subscriber %d got %q; want %q", i, got, want)
+				}
+			}
 		})
 	}
 }

@@ -312,7 +312,10 @@ flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (REALTIME_ADDR)")
-	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL; empty: embedded log (REALTIME_REDIS_URL)")
+	// Not the flag's default, which -h prints: a Redis URL may hold a
+	// password.
+	envRedisURL := c.RedisURL
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL; empty: embedded log (default: REALTIME_REDIS_URL)")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "the Redis URL names a Redis Cluster (REALTIME_REDIS_CLUSTER)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "Redis key prefix (REALTIME_REDIS_PREFIX)")
 	fs.IntVar(&c.Retention, "retention", c.Retention, "events kept per workspace (REALTIME_RETENTION)")
@@ -358,6 +361,11 @@ flags:
 	fs.StringVar(&cors, "cors-origins", cors, "comma-separated origins allowed by CORS, or * (REALTIME_CORS_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	redisURLSet := false
+	fs.Visit(func(f *flag.Flag) { redisURLSet = redisURLSet || f.Name == "redis-url" })
+	if !redisURLSet {
+		c.RedisURL = envRedisURL
 	}
 	c.JWTPublicKeys = keys
 	if len(flagKeys) > 0 {

@@ -255,6 +255,7 @@ func TestConfigProblemsReportedTogether(t *testing.T) {
 func TestHelpSucceeds(t *testing.T) {
 	secrets := map[string]string{
 		"REALTIME_TOKEN": "tok-secret-1", "REALTIME_PUB_TOKEN": "tok-secret-2", "REALTIME_JWT_SECRET": testSecret,
+		"REALTIME_REDIS_URL": "redis://:hunter2-secret@127.0.0.1:1/0",
 	}
 	for _, cmd := range []string{"serve", "token", "tail", "publish", "bench"} {
 		t.Run(cmd, func(t *testing.T) {

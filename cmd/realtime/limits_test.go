@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,13 +134,13 @@ func checkWorkspacesPerNodeCap(t *testing.T, n *node) {
 func TestTicketRateLimitPerUser(t *testing.T) {
 	srv := redistest.Start(t)
 	env := redisEnv(srv)
-	env["REALTIME_TICKET_RATE"] = "1" // a burst of 3
+	env["REALTIME_TICKET_RATE"] = "0.5" // a burst of 2, a token back every 2 s
 	a, b := startNode(t, env), startNode(t, env)
 	flood := token(t, "flood", []string{"*"})
 	buy := func(n *node, ws, tok string) (*http.Response, []byte) {
 		return do(t, "POST", n.URL+"/v1/workspaces/"+ws+"/stream-tickets", tok, "")
 	}
-	for i, n := range []*node{a, b, a} {
+	for i, n := range []*node{a, b} {
 		if resp, body := buy(n, "ws"+strconv.Itoa(i), flood); resp.StatusCode != http.StatusCreated {
 			t.Fatalf("ticket %d: %d %s", i, resp.StatusCode, body)
 		}
@@ -148,5 +149,9 @@ func TestTicketRateLimitPerUser(t *testing.T) {
 	expectProblem(t, "a ticket past the burst", resp, body, http.StatusTooManyRequests, "rate_limited")
 	if resp, body := buy(a, "ws0", token(t, "other", []string{"ws0"})); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("another user's ticket: %d %s", resp.StatusCode, body)
+	}
+	_, m := do(t, "GET", b.URL+"/metrics", "", "")
+	if !strings.Contains(string(m), `realtime_rate_limited_total{limit="ticket"} 1`) {
+		t.Errorf("metrics do not count the refused ticket:\n%s", m)
 	}
 }
