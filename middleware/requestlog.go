@@ -331,7 +331,8 @@ func secretName(k string) bool {
 
 // tokenShaped reports whether a value looks like a credential: a JWT (two
 // dots between base64url runs, or more where a dot of its surroundings
-// joins it), or 32 or more base64url characters in one run. Ids, cursors and type patterns are shorter or have other shapes.
+// joins it), or 32 or more base64url characters in one run. Ids, cursors
+// and type patterns are shorter or have other shapes.
 func tokenShaped(s string) bool {
 	if len(s) < 32 {
 		return false

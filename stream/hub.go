@@ -69,7 +69,7 @@ type HubConfig struct {
 	// which must then hold no lock another workspace needs.
 	Detached bool
 	// Retention is the log's (DefaultRetention when zero). A live reader
-	// whose filter hides this many events in a row, a tenth of it, gets an
+	// whose filter hides a tenth of that many events in a row gets an
 	// id-only frame with the last of them (see Subscription.passHidden):
 	// its resume point keeps up with what it may not see even when a burst
 	// of hidden events outruns the heartbeat's id-only frame, and a
