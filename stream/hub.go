@@ -218,8 +218,14 @@ func (h *Hub) work(t *topic) {
 
 // publishLocked fans e out; t.mu must be held.
 func (t *topic) publishLocked(e *Event, ephemeral bool) {
+	// A hole in what the hub fans out makes every reader re-read the log.
+	// The first event of a newer epoch is no hole: each event of the old
+	// epoch was notified, in order, by the append that stored it, before
+	// the history was lost and the new epoch began, so a reader live at
+	// the old epoch's last event missed nothing (Tail delivers it without
+	// a reset).
 	if !ephemeral {
-		if !t.last.IsZero() && e.ID != t.last.Next() {
+		if !t.last.IsZero() && e.ID != t.last.Next() && !e.ID.startsEpochAfter(t.last) {
 			if e.ID.Epoch == t.last.Epoch && e.ID.Seq <= t.last.Seq {
 				return // a duplicate notification
 			}

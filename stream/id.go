@@ -61,6 +61,11 @@ func (id ID) IsZero() bool { return id == ID{} }
 // Next returns the id that directly follows id in the same epoch.
 func (id ID) Next() ID { return ID{Epoch: id.Epoch, Seq: id.Seq + 1} }
 
+// startsEpochAfter reports whether id is the first event of an epoch newer
+// than prev's. Epochs are numbered from the store's clock, so a newer one
+// is larger; an older or equal one is not a successor.
+func (id ID) startsEpochAfter(prev ID) bool { return id.Seq == 1 && id.Epoch > prev.Epoch }
+
 // ParseID parses the output of ID.String. It accepts "0" (the zero ID) and
 // "<epoch base36>-<seq>" with a non-zero epoch, and nothing else: no signs,
 // no spaces, no leading zeros, so every id has exactly one spelling.

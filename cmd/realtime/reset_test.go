@@ -406,3 +406,55 @@ func TestHiddenBurstMovesResumePointBeforeHeartbeat(t *testing.T) {
 		r.close()
 	})
 }
+
+// Streams that are live when Redis loses a workspace's history without
+// dropping the node's notification feed (FLUSHALL) missed nothing: one
+// open before, and one opened after the flush (whose resume point the hub
+// still knew from the old epoch), both get the new epoch's first event as
+// an event, not a sync.reset. A client that comes back with an old cursor
+// is still reset (TestResetAfterRedisFlush).
+func TestLiveStreamsAcrossAFlushAreNotReset(t *testing.T) {
+	srv := redistest.Start(t)
+	n := startNode(t, redisEnv(srv))
+	tok := token(t, "u1", []string{"ws1"})
+	before := n.openStream(t, "ws1", tok, "")
+	before.first(t)
+	ids := n.publishN(t, "ws1", 3)
+	if got := frameIDs(before.events(t, 3)); strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("before the flush got %v; want %v", got, ids)
+	}
+	srv.FlushAll()
+	after := n.openStream(t, "ws1", tok, "")
+	after.first(t)
+	next := n.publish(t, "ws1", chat(9))
+	if strings.Split(next.ID, "-")[0] == strings.Split(ids[0], "-")[0] {
+		t.Fatalf("%s after the flush is in the old epoch of %s: the test proves nothing", next.ID, ids[0])
+	}
+	for name, s := range map[string]*sseStream{"open before the flush": before, "opened after it": after} {
+		if f, ok := s.next(t); !ok || f.Event == "sync.reset" || f.ID != next.ID {
+			t.Fatalf("stream %s: %+v; want the event %s, no reset", name, f, next.ID)
+		}
+	}
+	checkLost(t, n, "ws1", ids[2])
+}
+
+// A workspace nothing was ever published to keeps its epoch only while it
+// is read (a day); a stream open on it past that, which reads nothing,
+// still gets the first event as an event when it comes, in a new epoch.
+func TestStreamOnAnUnusedWorkspaceOutlivesItsEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	env := redisEnv(srv)
+	n := startNode(t, env)
+	tok := token(t, "u1", []string{"quiet"})
+	s := n.openStream(t, "quiet", tok, "")
+	s.first(t)
+	meta := env["REALTIME_REDIS_PREFIX"] + ":{quiet}:m"
+	if err := srv.Client().PExpire(t.Context(), meta, time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return srv.Client().Exists(t.Context(), meta).Val() == 0 })
+	first := n.publish(t, "quiet", chat(1))
+	if f, ok := s.next(t); !ok || f.Event == "sync.reset" || f.ID != first.ID {
+		t.Fatalf("stream on the unused workspace: %+v; want the event %s, no reset", f, first.ID)
+	}
+}
