@@ -24,6 +24,7 @@ type Hub struct {
 	maxTopics     int
 	detached      bool
 	positionEvery uint64
+	orderedFeed   bool
 
 	mu     sync.Mutex // guards topics and closed
 	topics map[string]*topic
@@ -44,6 +45,8 @@ type topic struct {
 	// save its allocation per event.
 	scratch []*Subscription
 	n       atomic.Int32 // len(subs), read without mu to pick publish's path
+	// orderedFeed is the hub's HubConfig.OrderedFeed.
+	orderedFeed bool
 
 	pmu     sync.Mutex // guards pending and busy
 	pending []pending  // events waiting for the topic's worker, in order
@@ -75,6 +78,13 @@ type HubConfig struct {
 	// of hidden events outruns the heartbeat's id-only frame, and a
 	// reconnect from it is not reset.
 	Retention int
+	// OrderedFeed says that every event reaches Publish in log order over
+	// one channel whose loss the feeder reports (Resync): the embedded
+	// log, a single Redis. Then the first event of a newer epoch is no
+	// hole, and readers live at the old epoch's last event get it without
+	// a reset. Not on Redis Cluster, where a shard's notifications cross
+	// the cluster bus, which may drop them with no connection lost.
+	OrderedFeed bool
 }
 
 // NewHub returns an empty hub.
@@ -82,7 +92,7 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
-	return &Hub{maxTopics: cfg.MaxWorkspaces, detached: cfg.Detached, positionEvery: uint64(max(1, cfg.Retention/10)), topics: make(map[string]*topic)}
+	return &Hub{maxTopics: cfg.MaxWorkspaces, detached: cfg.Detached, positionEvery: uint64(max(1, cfg.Retention/10)), orderedFeed: cfg.OrderedFeed, topics: make(map[string]*topic)}
 }
 
 // Subscribe registers a subscription to workspace with a queue of size
@@ -97,7 +107,7 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 		h.mu.Unlock()
 		// A subscription that starts closed, on a topic of its own that
 		// the hub never sees.
-		t = &topic{subs: make(map[*Subscription]struct{})}
+		t = &topic{subs: make(map[*Subscription]struct{}), orderedFeed: h.orderedFeed}
 		s := newSubscription(h, workspace, t, f, size)
 		t.mu.Lock()
 		s.closeLocked(ErrTooManyWorkspaces)
@@ -105,7 +115,7 @@ func (h *Hub) Subscribe(workspace string, f Filter, size int) *Subscription {
 		return s
 	}
 	if t == nil {
-		t = &topic{subs: make(map[*Subscription]struct{})}
+		t = &topic{subs: make(map[*Subscription]struct{}), orderedFeed: h.orderedFeed}
 		h.topics[workspace] = t
 	}
 	closed := h.closed
@@ -219,13 +229,13 @@ func (h *Hub) work(t *topic) {
 // publishLocked fans e out; t.mu must be held.
 func (t *topic) publishLocked(e *Event, ephemeral bool) {
 	// A hole in what the hub fans out makes every reader re-read the log.
-	// The first event of a newer epoch is no hole: each event of the old
-	// epoch was notified, in order, by the append that stored it, before
-	// the history was lost and the new epoch began, so a reader live at
-	// the old epoch's last event missed nothing (Tail delivers it without
-	// a reset).
+	// On an ordered feed (HubConfig.OrderedFeed) the first event of a
+	// newer epoch is no hole: each event of the old epoch was notified, in
+	// order, by the append that stored it, before the history was lost and
+	// the new epoch began, so a reader live at the old epoch's last event
+	// missed nothing (Tail delivers it without a reset).
 	if !ephemeral {
-		if !t.last.IsZero() && e.ID != t.last.Next() && !e.ID.startsEpochAfter(t.last) {
+		if !t.last.IsZero() && e.ID != t.last.Next() && !(t.orderedFeed && e.ID.startsEpochAfter(t.last)) {
 			if e.ID.Epoch == t.last.Epoch && e.ID.Seq <= t.last.Seq {
 				return // a duplicate notification
 			}

@@ -79,7 +79,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
-	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(HubConfig{MaxWorkspaces: cfg.MaxWorkspaces, Retention: cfg.Retention}), logs: make(map[string]*memLog)}
+	return &Memory{retention: cfg.Retention, epoch: NewEpoch(), hub: NewHub(HubConfig{MaxWorkspaces: cfg.MaxWorkspaces, Retention: cfg.Retention, OrderedFeed: true}), logs: make(map[string]*memLog)}
 }
 
 var lastEpoch atomic.Uint64

@@ -73,6 +73,10 @@ func newSubscription(h *Hub, workspace string, t *topic, f Filter, size int) *Su
 	return &Subscription{hub: h, ws: workspace, t: t, filter: f, size: size, ready: make(chan struct{}, 1)}
 }
 
+// orderedFeed reports the hub's HubConfig.OrderedFeed (fixed for the
+// topic's life).
+func (s *Subscription) orderedFeed() bool { return s.t.orderedFeed }
+
 // signal leaves a token in ready, without blocking.
 func (s *Subscription) signal() {
 	select {

@@ -292,13 +292,13 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 		case KindEvent:
 			e := d.Event
 			switch {
-			case e.ID.startsEpochAfter(t.last):
+			case t.sub.orderedFeed() && e.ID.startsEpochAfter(t.last):
 				// The first event of a newer epoch, with no resync before
-				// it: the hub fanned out every event of the old epoch
-				// after t.last (the feed numbers them and resyncs on a
-				// hole), so this reader missed nothing and is not reset,
-				// though the old epoch's history is gone (a flushed
-				// Redis, or an unused workspace's epoch that expired).
+				// it, on an ordered feed (HubConfig.OrderedFeed): the hub
+				// fanned out every event of the old epoch after t.last,
+				// so this reader missed nothing and is not reset, though
+				// the old epoch's history is gone (a flushed Redis, or an
+				// unused workspace's epoch that expired).
 				b.Events = append(b.Events, e)
 				t.last = e.ID
 				b.Position = e.ID

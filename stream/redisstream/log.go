@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		rdb: rdb, prefix: cfg.Prefix, channel: cfg.Prefix + ":events", ephemeral: cfg.Prefix + ":ephemeral",
-		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(stream.HubConfig{MaxWorkspaces: cfg.MaxWorkspaces, Detached: true, Retention: cfg.Retention}), logger: cfg.Logger,
+		retention: strconv.Itoa(cfg.Retention), hub: stream.NewHub(stream.HubConfig{MaxWorkspaces: cfg.MaxWorkspaces, Detached: true, Retention: cfg.Retention, OrderedFeed: !cfg.Cluster}), logger: cfg.Logger,
 		subbed: make(chan struct{}),
 	}
 	l.commit = newGroupCommit(rdb, appendScript, maxGroupCommit)
