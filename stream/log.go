@@ -108,7 +108,10 @@ type Log interface {
 
 	// Read returns up to limit events of workspace that follow the cursor
 	// after, in log order, and the log's head. The zero cursor means "from
-	// the oldest retained event". Read does not wait for new events.
+	// the oldest retained event". Read does not wait for new events. A page
+	// may hold fewer than limit events before the head (always at least
+	// one): a log may bound the bytes of a page of large events, and only
+	// Head says whether more follow.
 	//
 	// A cursor the log can no longer continue from (older epoch, trimmed,
 	// ahead of the head) yields an *ExpiredError, which matches

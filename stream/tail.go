@@ -209,7 +209,9 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 		t.last = p.Head
 	}
 	b.Position = t.last
-	t.caughtUp = len(p.Events) < t.page
+	// Caught up when the page reached the head (a page may stop short of
+	// its limit before it: Log.Read bounds large events' bytes).
+	t.caughtUp = t.last == p.Head
 	if t.caughtUp && errors.Is(t.sub.Err(), ErrSlowSubscriber) {
 		// The queue overflowed while we were reading the log, which is
 		// not the reader's fault: subscribe again and read once more.

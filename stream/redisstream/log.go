@@ -293,8 +293,10 @@ return out
 `)
 
 // readScript: KEYS stream, meta; ARGV cursor epoch ("" for the zero
-// cursor), cursor seq, limit (0: head only), idle ms. Returns {epoch, head
-// seq, first retained seq or head+1, entries}. Whether the cursor
+// cursor), cursor seq, limit (0: head only), idle ms, byte budget. Returns
+// {epoch, head seq, first retained seq or head+1, entries}: at most limit
+// entries, and no more after the one whose bodies reach the budget, so a
+// page of large events is not limit times their size in the reply. Whether the cursor
 // continues is decided in Go by stream.Continuous; the script only skips
 // the range read when it is certainly pointless. A workspace nothing was
 // ever appended to keeps its meta hash (its epoch, so that a poller's
@@ -313,6 +315,14 @@ if ARGV[1] == '' then
   entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', limit)
 elseif ARGV[1] == e and tonumber(ARGV[2]) <= s then
   entries = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', limit)
+end
+local budget, used = tonumber(ARGV[5]), 0
+for i = 1, #entries do
+  used = used + #entries[i][2][2]
+  if used >= budget then
+    for j = #entries, i + 1, -1 do entries[j] = nil end
+    break
+  end
 end
 return {e, s, first, entries}
 `)
@@ -562,7 +572,7 @@ func (l *Log) read(ctx context.Context, ws string, after stream.ID, limit int) (
 		cursorEpoch = strconv.FormatUint(after.Epoch, 10)
 	}
 	res, err := readScript.Run(ctx, l.rdb, []string{l.streamKey(ws), l.metaKey(ws)},
-		cursorEpoch, strconv.FormatUint(after.Seq, 10), limit, unusedTTL.Milliseconds()).Slice()
+		cursorEpoch, strconv.FormatUint(after.Seq, 10), limit, unusedTTL.Milliseconds(), maxReadBytes).Slice()
 	if err != nil {
 		return 0, 0, 0, nil, unavailable("read "+ws, err)
 	}
@@ -668,6 +678,9 @@ func (l *Log) Close() error {
 
 // maxGroupCommit bounds the appends one round trip carries (groupCommit).
 const maxGroupCommit = 128
+
+// maxReadBytes bounds the event bodies of one read's reply (readScript).
+const maxReadBytes = 1 << 20
 
 // unusedTTL is how long the meta hash of a workspace that was read but
 // never appended to outlives its last read.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -308,5 +309,49 @@ func TestAppendAfterLostStreamStartsAnEpoch(t *testing.T) {
 				t.Fatalf("the append after that got %v, %v; want %v", next.ID, err, e.ID.Next())
 			}
 		})
+	}
+}
+
+// A read of large events stops at about a megabyte of bodies (always one
+// event at least), not at limit times their size; a Tail reading such
+// pages is not fooled into thinking it caught up, and gets every event
+// once, in order.
+func TestReadBoundsLargePages(t *testing.T) {
+	srv := redistest.Start(t)
+	l := open(t, srv, 1000)
+	data := []byte(`{"pad":"` + strings.Repeat("x", 200<<10) + `"}`)
+	var want []stream.ID
+	for range 12 {
+		e, err := l.Append(t.Context(), &stream.Event{Type: "chat.message", WorkspaceID: "big", Timestamp: time.Now(), Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e.ID)
+	}
+	p, err := l.Read(t.Context(), "big", stream.ID{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Events); n < 1 || n > 6 || p.Head != want[len(want)-1] {
+		t.Fatalf("a page of 200 KiB events holds %d events, head %s; want 1 to 6 (about 1 MiB), head %s", n, p.Head, want[len(want)-1])
+	}
+	tail := stream.NewTail(l, "big", stream.ID{}, false, stream.TailConfig{})
+	defer tail.Close()
+	// Bounded: a Tail that took a short page for the head would wait for
+	// live events that never come.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []stream.ID
+	for len(got) < len(want) {
+		b, err := tail.Next(ctx, nil)
+		if err != nil || b.Reset {
+			t.Fatalf("tail: %+v, %v", b, err)
+		}
+		for _, e := range b.Events {
+			got = append(got, e.ID)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("tail got %v; want %v", got, want)
 	}
 }

@@ -106,7 +106,7 @@ func ids(es []*stream.Event) []string {
 	return out
 }
 
-// readAll pages through ws after cursor until a short page.
+// readAll pages through ws after cursor until a page reaches the head.
 func readAll(t *testing.T, l stream.Log, ws string, after stream.ID, limit int) []*stream.Event {
 	t.Helper()
 	var out []*stream.Event
@@ -117,7 +117,7 @@ func readAll(t *testing.T, l stream.Log, ws string, after stream.ID, limit int) 
 		}
 		out = append(out, p.Events...)
 		after = p.Last(after)
-		if len(p.Events) < limit {
+		if after.IsZero() || after == p.Head {
 			return out
 		}
 	}
