@@ -142,9 +142,10 @@ func splitBatch(raw []byte) ([]jsontext.Value, error) {
 		return nil, err
 	}
 	if tok.Kind() != '{' {
-		// Valid JSON of another kind is a shape error; anything else is not JSON.
-		if _, err := dec.ReadValue(); err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
+		// Valid JSON of another kind ([], a string) is a shape error;
+		// anything else is not JSON.
+		if !jsontext.Value(raw).IsValid() {
+			return nil, errors.New("the body is not JSON")
 		}
 		return nil, shape
 	}

@@ -81,6 +81,9 @@ func checkBatchPublish(t *testing.T, a, b *node) {
 		{"too many", batchBody(100, 101), "invalid_event"},
 		{"not an array", `{"events":{}}`, "invalid_event"},
 		{"other members", `{"events":[],"x":1}`, "invalid_event"},
+		{"an array", `[]`, "invalid_event"},
+		{"an array of events", `[{"type":"chat.message","data":{}}]`, "invalid_event"},
+		{"a string", `"events"`, "invalid_event"},
 	} {
 		resp, body := do(t, "POST", url, pub, tc.body)
 		expectProblem(t, tc.what, resp, body, 422, tc.code)
