@@ -69,7 +69,7 @@ type Tail struct {
 	last     ID   // handled up to here
 	fromHead bool // no cursor: start at the head
 	started  bool
-	caughtUp bool // the last log read came back short: deliveries are now live
+	caughtUp bool // the last log read reached the head: deliveries are now live
 	sub      *Subscription
 	current  atomic.Pointer[Subscription] // sub, for Ping from other goroutines
 	direct   DirectWriter
@@ -210,8 +210,10 @@ func (t *Tail) read(ctx context.Context) (Batch, error) {
 	}
 	b.Position = t.last
 	// Caught up when the page reached the head (a page may stop short of
-	// its limit before it: Log.Read bounds large events' bytes).
-	t.caughtUp = t.last == p.Head
+	// its limit before it: Log.Read bounds large events' bytes), or when
+	// it was empty: a store whose newest entry went missing (an operator's
+	// XDEL) must not be read again and again.
+	t.caughtUp = t.last == p.Head || len(p.Events) == 0
 	if t.caughtUp && errors.Is(t.sub.Err(), ErrSlowSubscriber) {
 		// The queue overflowed while we were reading the log, which is
 		// not the reader's fault: subscribe again and read once more.

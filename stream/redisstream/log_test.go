@@ -355,3 +355,32 @@ func TestReadBoundsLargePages(t *testing.T) {
 		t.Fatalf("tail got %v; want %v", got, want)
 	}
 }
+
+// A stream whose newest entry went missing (an operator's XDEL) leaves a
+// gap before the head that no read fills: a Tail there goes live after an
+// empty page instead of reading again and again.
+func TestTailPastAMissingNewestEntryGoesLive(t *testing.T) {
+	srv := redistest.Start(t)
+	l := open(t, srv, 100)
+	var ids []stream.ID
+	for range 3 {
+		e, err := l.Append(t.Context(), &stream.Event{Type: "chat.message", WorkspaceID: "ws1", Timestamp: time.Now(), Data: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	if err := srv.Client().XDel(t.Context(), l.Prefix()+":{ws1}:s", "3-0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	tail := stream.NewTail(l, "ws1", ids[1], false, stream.TailConfig{})
+	defer tail.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		idle := time.After(100 * time.Millisecond)
+		if _, err := tail.Next(ctx, idle); err != nil {
+			t.Fatalf("tail past the missing entry: %v; want it live, answering idle", err)
+		}
+	}
+}
