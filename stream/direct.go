@@ -171,6 +171,18 @@ func (s *Subscription) ping(beat []byte) bool {
 	return o != queued
 }
 
+// shows reports whether s's filter shows e, counting an event it hides
+// toward s's hidden run (passHidden); t.mu must be held. frame is e's
+// id-only frame, made by the first reader that needs it.
+func (s *Subscription) shows(e *Event, frame *[]byte) bool {
+	if s.filter.Match(e) {
+		s.hiddenRun = 0
+		return true
+	}
+	s.passHidden(e.ID, frame)
+	return false
+}
+
 // passHidden notes that the fan-out passed the event id, which s's filter
 // hides; t.mu must be held. Every Hub.positionEvery such events in a row,
 // an armed reader gets an id-only frame with id, as ping gives one with

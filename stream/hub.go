@@ -229,13 +229,8 @@ func (h *Hub) work(t *topic) {
 // publishLocked fans e out; t.mu must be held.
 func (t *topic) publishLocked(e *Event, ephemeral bool) {
 	// A hole in what the hub fans out makes every reader re-read the log.
-	// On an ordered feed (HubConfig.OrderedFeed) the first event of a
-	// newer epoch is no hole: each event of the old epoch was notified, in
-	// order, by the append that stored it, before the history was lost and
-	// the new epoch began, so a reader live at the old epoch's last event
-	// missed nothing (Tail delivers it without a reset).
 	if !ephemeral {
-		if !t.last.IsZero() && e.ID != t.last.Next() && !(t.orderedFeed && e.ID.startsEpochAfter(t.last)) {
+		if !t.last.IsZero() && !t.succeeds(t.last, e.ID) {
 			if e.ID.Epoch == t.last.Epoch && e.ID.Seq <= t.last.Seq {
 				return // a duplicate notification
 			}
@@ -246,6 +241,16 @@ func (t *topic) publishLocked(e *Event, ephemeral bool) {
 		t.last = e.ID
 	}
 	t.fanOut(e)
+}
+
+// succeeds reports whether id directly follows prev in what the topic fans
+// out, with no hole between: the next seq, or, on an ordered feed
+// (HubConfig.OrderedFeed), the first event of a newer epoch, since each
+// event of the old epoch was notified, in order, by the append that stored
+// it, before the history was lost and the new epoch began. A reader live
+// at prev then missed nothing (Tail delivers id without a reset).
+func (t *topic) succeeds(prev, id ID) bool {
+	return id == prev.Next() || t.orderedFeed && id.startsEpochAfter(prev)
 }
 
 // parallelFanOut is the number of subscribers from which a topic fans out
@@ -266,11 +271,8 @@ func (t *topic) fanOut(e *Event) {
 	if len(t.subs) < parallelFanOut || procs == 1 {
 		var n [3]uint64 // by outcome
 		for s := range t.subs {
-			if s.filter.Match(e) {
-				s.hiddenRun = 0
+			if s.shows(e, &pos) {
 				n[s.deliver(e)]++
-			} else {
-				s.passHidden(e.ID, &pos)
 			}
 		}
 		countDeliveries(n[written]+n[writtenInPart], n[queued])
@@ -278,11 +280,8 @@ func (t *topic) fanOut(e *Event) {
 	}
 	subs := t.scratch[:0]
 	for s := range t.subs {
-		if s.filter.Match(e) {
-			s.hiddenRun = 0
+		if s.shows(e, &pos) {
 			subs = append(subs, s)
-		} else {
-			s.passHidden(e.ID, &pos)
 		}
 	}
 	outcomes := make([]outcome, len(subs))

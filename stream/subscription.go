@@ -73,9 +73,9 @@ func newSubscription(h *Hub, workspace string, t *topic, f Filter, size int) *Su
 	return &Subscription{hub: h, ws: workspace, t: t, filter: f, size: size, ready: make(chan struct{}, 1)}
 }
 
-// orderedFeed reports the hub's HubConfig.OrderedFeed (fixed for the
-// topic's life).
-func (s *Subscription) orderedFeed() bool { return s.t.orderedFeed }
+// succeeds reports whether id directly follows prev in what s's topic fans
+// out (topic.succeeds; fixed for the topic's life).
+func (s *Subscription) succeeds(prev, id ID) bool { return s.t.succeeds(prev, id) }
 
 // signal leaves a token in ready, without blocking.
 func (s *Subscription) signal() {

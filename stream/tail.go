@@ -296,21 +296,16 @@ func (t *Tail) live(ctx context.Context, idle <-chan time.Time) (b Batch, again 
 		case KindEvent:
 			e := d.Event
 			switch {
-			case t.sub.orderedFeed() && e.ID.startsEpochAfter(t.last):
-				// The first event of a newer epoch, with no resync before
-				// it, on an ordered feed (HubConfig.OrderedFeed): the hub
-				// fanned out every event of the old epoch after t.last,
-				// so this reader missed nothing and is not reset, though
-				// the old epoch's history is gone (a flushed Redis, or an
-				// unused workspace's epoch that expired).
-				b.Events = append(b.Events, e)
-				t.last = e.ID
-				b.Position = e.ID
-			case e.ID.Epoch != t.last.Epoch:
+			case e.ID.Epoch != t.last.Epoch && !t.sub.succeeds(t.last, e.ID):
 				t.caughtUp = false // another epoch: read the log
 				t.sub.signal()
 				return b, empty(), nil
-			case e.ID.Seq > t.last.Seq:
+			case e.ID.Epoch != t.last.Epoch || e.ID.Seq > t.last.Seq:
+				// A later event; or the first of a newer epoch with no
+				// resync before it, on an ordered feed, which this reader
+				// gets without a reset though the old epoch's history is
+				// gone (a flushed Redis, an unused workspace's epoch that
+				// expired): it missed nothing (topic.succeeds).
 				b.Events = append(b.Events, e)
 				t.last = e.ID
 				b.Position = e.ID

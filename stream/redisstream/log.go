@@ -295,9 +295,9 @@ return out
 // readScript: KEYS stream, meta; ARGV cursor epoch ("" for the zero
 // cursor), cursor seq, limit (0: head only), idle ms, byte budget. Returns
 // {epoch, head seq, first retained seq or head+1, entries}: at most limit
-// entries, and no more after the one whose bodies reach the budget, so a
-// page of large events is not limit times their size in the reply. Whether the cursor
-// continues is decided in Go by stream.Continuous; the script only skips
+// entries, and none after the one whose bodies reach the budget, so a page
+// of large events is not limit times their size in the reply. Whether the
+// cursor continues is decided in Go by stream.Continuous; the script only skips
 // the range read when it is certainly pointless. A workspace nothing was
 // ever appended to keeps its meta hash (its epoch, so that a poller's
 // cursor stays valid) only for idle ms after its last read: reads of
